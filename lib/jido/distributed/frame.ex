@@ -1,0 +1,144 @@
+defmodule Jido.Distributed.Frame do
+  @moduledoc """
+  The wire frame: many terms in one checked, lz4-compressed binary.
+
+  A frame is a 24-byte header (magic `"JDFR"`, version, flags, entry count,
+  raw length, payload length, crc32 checksum) followed by a payload of
+  length-prefixed entries, each one term in external term format. The codec
+  lives in Rust (`native/jido_core/src/frame.rs`).
+
+  Decoding treats every byte as hostile: truncated, corrupted, oversized or
+  non-frame binaries return `{:error, reason}`, and every decoded term goes
+  through the equivalent of `:erlang.binary_to_term(bin, [:safe])`, so a frame
+  cannot create atoms or functions that do not exist yet.
+
+  Large frames are encoded and decoded on dirty CPU schedulers so the normal
+  schedulers are never blocked.
+
+      iex> {:ok, frame} = Jido.Distributed.Frame.encode([%{id: "1", type: "a.b"}, :hello])
+      iex> Jido.Distributed.Frame.decode(frame)
+      {:ok, [%{id: "1", type: "a.b"}, :hello]}
+
+      iex> Jido.Distributed.Frame.decode("not a frame")
+      {:error, :bad_magic}
+  """
+
+  alias Jido.Distributed.Native
+
+  @typedoc "Why a frame could not be decoded (or encoded)."
+  @type error_reason ::
+          :truncated
+          | :bad_magic
+          | :bad_version
+          | :bad_flags
+          | :trailing_bytes
+          | :checksum_mismatch
+          | :too_large
+          | :corrupt_payload
+          | :bad_entry
+          | :bad_term
+
+  @typedoc "How the payload is stored: `:auto` compresses unless that does not make it smaller."
+  @type compression :: :auto | :lz4 | :none
+
+  @default_max_decoded 64 * 1024 * 1024
+  # Above these sizes the work may take longer than a scheduler slice.
+  @dirty_entries 64
+  @dirty_bytes 64 * 1024
+
+  @doc """
+  Encodes a list of terms into one frame.
+
+  ## Options
+
+    * `:compression` - `:auto` (default), `:lz4` or `:none`.
+  """
+  @spec encode([term()], keyword()) :: {:ok, binary()} | {:error, error_reason()}
+  def encode(terms, opts \\ []) when is_list(terms) and is_list(opts) do
+    mode = compression!(opts)
+
+    if length(terms) > @dirty_entries,
+      do: Native.frame_encode_dirty(terms, mode),
+      else: Native.frame_encode(terms, mode)
+  end
+
+  @doc """
+  Encodes a list of binaries, each already in external term format (for
+  example from `:erlang.term_to_binary/1`), into one frame.
+
+  Lets a caller that already holds encoded entries avoid encoding them twice.
+  Takes the same options as `encode/2`.
+  """
+  @spec encode_binaries([binary()], keyword()) :: {:ok, binary()} | {:error, error_reason()}
+  def encode_binaries(entries, opts \\ []) when is_list(entries) and is_list(opts) do
+    mode = compression!(opts)
+
+    if length(entries) > @dirty_entries,
+      do: Native.frame_encode_binaries_dirty(entries, mode),
+      else: Native.frame_encode_binaries(entries, mode)
+  end
+
+  @doc """
+  Decodes a frame back into its list of terms.
+
+  ## Options
+
+    * `:max_decoded_size` - largest accepted uncompressed payload in bytes;
+      defaults to the `:max_frame_size` application setting (64 MiB).
+  """
+  @spec decode(binary(), keyword()) :: {:ok, [term()]} | {:error, error_reason()}
+  def decode(frame, opts \\ [])
+
+  def decode(frame, opts) when is_binary(frame) and is_list(opts) do
+    max = Keyword.get_lazy(opts, :max_decoded_size, &default_max_decoded/0)
+
+    unless is_integer(max) and max >= 0 do
+      raise ArgumentError,
+            "the :max_decoded_size option must be a non-negative integer, got: #{inspect(max)}"
+    end
+
+    if byte_size(frame) > @dirty_bytes,
+      do: Native.frame_decode_dirty(frame, max),
+      else: Native.frame_decode(frame, max)
+  end
+
+  def decode(other, _opts) when not is_binary(other), do: {:error, :bad_magic}
+
+  @doc """
+  Reads a frame's header without decoding its payload.
+
+      iex> {:ok, frame} = Jido.Distributed.Frame.encode([1, 2, 3], compression: :none)
+      iex> {:ok, info} = Jido.Distributed.Frame.header(frame)
+      iex> {info.count, info.compressed}
+      {3, false}
+  """
+  @spec header(binary()) ::
+          {:ok,
+           %{
+             count: non_neg_integer(),
+             raw_size: non_neg_integer(),
+             payload_size: non_neg_integer(),
+             compressed: boolean()
+           }}
+          | {:error, error_reason()}
+  def header(frame) when is_binary(frame) do
+    with {:ok, {count, raw, payload, compressed}} <- Native.frame_header(frame) do
+      {:ok, %{count: count, raw_size: raw, payload_size: payload, compressed: compressed}}
+    end
+  end
+
+  defp compression!(opts) do
+    case Keyword.get(opts, :compression, :auto) do
+      mode when mode in [:auto, :lz4, :none] ->
+        mode
+
+      other ->
+        raise ArgumentError,
+              "the :compression option must be :auto, :lz4 or :none, got: #{inspect(other)}"
+    end
+  end
+
+  defp default_max_decoded do
+    Application.get_env(:jido_distributed, :max_frame_size, @default_max_decoded)
+  end
+end

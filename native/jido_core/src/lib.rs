@@ -1,0 +1,10 @@
+//! Pure-Rust core of jido_distributed.
+//!
+//! Everything byte-heavy or algorithmic lives here, with no Erlang types, so
+//! it can be tested and benchmarked on its own and reused by both the NIF
+//! crate and the relay C-node.
+
+pub mod error;
+pub mod frame;
+
+pub use error::FrameError;

@@ -1,0 +1,119 @@
+//! Frame encode/decode NIFs. Each comes in a normal and a dirty-CPU variant;
+//! the Elixir side picks by size.
+
+use crate::atoms;
+use jido_core::frame::{self, Compression, DecodeLimits};
+use rustler::{Atom, Binary, Env, ListIterator, NewBinary, Term};
+
+fn compression(mode: Atom) -> Compression {
+    if mode == atoms::none() {
+        Compression::None
+    } else if mode == atoms::lz4() {
+        Compression::Lz4
+    } else {
+        Compression::Auto
+    }
+}
+
+fn encode<'a>(env: Env<'a>, terms: ListIterator<'a>, mode: Atom) -> Result<Binary<'a>, Atom> {
+    let encoded: Vec<_> = terms.map(Term::to_binary).collect();
+    let slices: Vec<&[u8]> = encoded.iter().map(|b| b.as_slice()).collect();
+    let bytes = frame::encode(&slices, compression(mode)).map_err(atoms::frame_error)?;
+    let mut out = NewBinary::new(env, bytes.len());
+    out.as_mut_slice().copy_from_slice(&bytes);
+    Ok(out.into())
+}
+
+fn encode_binaries<'a>(
+    env: Env<'a>,
+    entries: ListIterator<'a>,
+    mode: Atom,
+) -> Result<Binary<'a>, Atom> {
+    let binaries: Vec<Binary> = entries
+        .map(|t| t.decode::<Binary>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| atoms::bad_term())?;
+    let slices: Vec<&[u8]> = binaries.iter().map(|b| b.as_slice()).collect();
+    let bytes = frame::encode(&slices, compression(mode)).map_err(atoms::frame_error)?;
+    let mut out = NewBinary::new(env, bytes.len());
+    out.as_mut_slice().copy_from_slice(&bytes);
+    Ok(out.into())
+}
+
+fn decode<'a>(env: Env<'a>, bin: Binary<'a>, max_decoded: usize) -> Result<Vec<Term<'a>>, Atom> {
+    let decoded =
+        frame::decode(bin.as_slice(), DecodeLimits { max_decoded }).map_err(atoms::frame_error)?;
+    let mut terms = Vec::with_capacity(decoded.len());
+    for entry in decoded.entries() {
+        match env.binary_to_term(entry) {
+            Some((term, used)) if used == entry.len() => terms.push(term),
+            _ => return Err(atoms::bad_term()),
+        }
+    }
+    Ok(terms)
+}
+
+fn header_info(bin: Binary) -> Result<(u32, u32, u32, bool), Atom> {
+    let h = frame::parse_header(bin.as_slice()).map_err(atoms::frame_error)?;
+    Ok((
+        h.count,
+        h.raw_len,
+        h.payload_len,
+        h.flags & frame::FLAG_LZ4 != 0,
+    ))
+}
+
+#[rustler::nif]
+fn frame_encode<'a>(env: Env<'a>, terms: ListIterator<'a>, mode: Atom) -> Result<Binary<'a>, Atom> {
+    encode(env, terms, mode)
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn frame_encode_dirty<'a>(
+    env: Env<'a>,
+    terms: ListIterator<'a>,
+    mode: Atom,
+) -> Result<Binary<'a>, Atom> {
+    encode(env, terms, mode)
+}
+
+#[rustler::nif]
+fn frame_encode_binaries<'a>(
+    env: Env<'a>,
+    entries: ListIterator<'a>,
+    mode: Atom,
+) -> Result<Binary<'a>, Atom> {
+    encode_binaries(env, entries, mode)
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn frame_encode_binaries_dirty<'a>(
+    env: Env<'a>,
+    entries: ListIterator<'a>,
+    mode: Atom,
+) -> Result<Binary<'a>, Atom> {
+    encode_binaries(env, entries, mode)
+}
+
+#[rustler::nif]
+fn frame_decode<'a>(
+    env: Env<'a>,
+    bin: Binary<'a>,
+    max_decoded: usize,
+) -> Result<Vec<Term<'a>>, Atom> {
+    decode(env, bin, max_decoded)
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn frame_decode_dirty<'a>(
+    env: Env<'a>,
+    bin: Binary<'a>,
+    max_decoded: usize,
+) -> Result<Vec<Term<'a>>, Atom> {
+    decode(env, bin, max_decoded)
+}
+
+#[rustler::nif]
+fn frame_header(bin: Binary) -> Result<(u32, u32, u32, bool), Atom> {
+    header_info(bin)
+}

@@ -1,0 +1,7 @@
+//! rustler glue for jido_distributed: converts Erlang terms to and from the
+//! `jido_core` types. No logic lives here.
+
+mod atoms;
+mod frame;
+
+rustler::init!("Elixir.Jido.Distributed.Native");

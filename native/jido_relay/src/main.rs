@@ -1,0 +1,3 @@
+fn main() {
+    // Replaced by the relay implementation.
+}

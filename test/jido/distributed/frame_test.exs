@@ -1,0 +1,116 @@
+defmodule Jido.Distributed.FrameTest do
+  use ExUnit.Case, async: true
+  doctest Jido.Distributed.Frame
+
+  alias Jido.Distributed.Frame
+
+  defp signal(i) do
+    %{
+      id: "00000000-0000-4000-8000-#{String.pad_leading(Integer.to_string(i), 12, "0")}",
+      type: "order.item.added",
+      source: "/agents/#{rem(i, 50)}",
+      data: %{sku: "SKU-#{i}", qty: rem(i, 7), tags: [:a, :b], price: i * 1.5}
+    }
+  end
+
+  test "round-trips terms of every kind, compressed or not" do
+    terms = [
+      signal(1),
+      self(),
+      make_ref(),
+      {:tuple, 1, 2.5, "bin", <<1::3>>},
+      [],
+      %{},
+      String.duplicate("x", 100_000),
+      fn -> :ok end
+    ]
+
+    for mode <- [:auto, :lz4, :none] do
+      assert {:ok, frame} = Frame.encode(terms, compression: mode)
+      assert {:ok, ^terms} = Frame.decode(frame)
+    end
+  end
+
+  test "large frames round-trip (dirty schedulers) and compress" do
+    signals = Enum.map(1..5_000, &signal/1)
+    assert {:ok, frame} = Frame.encode(signals)
+    assert byte_size(frame) < byte_size(:erlang.term_to_binary(signals))
+    assert {:ok, %{count: 5_000, compressed: true}} = Frame.header(frame)
+    assert {:ok, ^signals} = Frame.decode(frame)
+  end
+
+  test "encode_binaries frames pre-encoded terms" do
+    bins = Enum.map(1..10, &:erlang.term_to_binary(signal(&1)))
+    assert {:ok, frame} = Frame.encode_binaries(bins)
+    assert {:ok, decoded} = Frame.decode(frame)
+    assert decoded == Enum.map(1..10, &signal/1)
+    assert {:error, :bad_term} = Frame.encode_binaries([:not_a_binary])
+  end
+
+  test "rejects truncated, corrupted, oversized and foreign binaries" do
+    {:ok, frame} = Frame.encode(Enum.map(1..20, &signal/1))
+    size = byte_size(frame)
+
+    assert {:error, :truncated} = Frame.decode(binary_part(frame, 0, 10))
+    assert {:error, :truncated} = Frame.decode(binary_part(frame, 0, size - 1))
+    assert {:error, :trailing_bytes} = Frame.decode(frame <> <<0>>)
+    assert {:error, :bad_magic} = Frame.decode(:erlang.term_to_binary(:hello))
+    assert {:error, :truncated} = Frame.decode("")
+    assert {:error, :too_large} = Frame.decode(frame, max_decoded_size: 100)
+
+    <<head::binary-size(size - 1), last>> = frame
+    assert {:error, :checksum_mismatch} = Frame.decode(head <> <<Bitwise.bxor(last, 0xFF)>>)
+  end
+
+  test "terms are decoded safely: unknown atoms are refused" do
+    atom_name = "jido_never_seen_#{System.unique_integer([:positive])}"
+    # External term format of a brand-new atom, built by hand.
+    entry = <<131, 119, byte_size(atom_name)>> <> atom_name
+    {:ok, frame} = Frame.encode_binaries([entry], compression: :none)
+    assert {:error, :bad_term} = Frame.decode(frame)
+    assert_raise ArgumentError, fn -> String.to_existing_atom(atom_name) end
+  end
+
+  test "bad options raise clear errors" do
+    assert_raise ArgumentError, ~r/:compression option must be/, fn ->
+      Frame.encode([1], compression: :zstd)
+    end
+
+    assert_raise ArgumentError, ~r/:max_decoded_size option must be/, fn ->
+      Frame.decode("x", max_decoded_size: -1)
+    end
+  end
+
+  test "100_000 random and mutated binaries never crash the decoder" do
+    seeds =
+      for n <- [1, 5, 50],
+          mode <- [:lz4, :none],
+          do: elem(Frame.encode(Enum.map(1..n, &signal/1), compression: mode), 1)
+
+    :rand.seed(:exsss, {1, 2, 3})
+
+    results =
+      for i <- 1..100_000 do
+        input =
+          case rem(i, 3) do
+            0 -> :crypto.strong_rand_bytes(:rand.uniform(64))
+            _ -> mutate(Enum.at(seeds, rem(i, length(seeds))), rem(i, 2) == 0)
+          end
+
+        case Frame.decode(input, max_decoded_size: 1_000_000) do
+          {:ok, list} when is_list(list) -> :ok
+          {:error, reason} when is_atom(reason) -> reason
+        end
+      end
+
+    assert Enum.count(results, &(&1 != :ok)) > 90_000
+  end
+
+  defp mutate(frame, truncate?) do
+    bytes = :binary.bin_to_list(frame)
+    pos = :rand.uniform(length(bytes)) - 1
+    bytes = List.replace_at(bytes, pos, :rand.uniform(256) - 1)
+    bin = :binary.list_to_bin(bytes)
+    if truncate?, do: binary_part(bin, 0, :rand.uniform(byte_size(bin))), else: bin
+  end
+end
