@@ -97,6 +97,8 @@ defmodule JidoDistributed.MixProject do
     ]
   end
 
-  defp elixirc_paths(:test), do: ["lib", "test/support"]
-  defp elixirc_paths(_), do: ["lib"]
+  # test/support (the cluster harness) is compiled in dev too: benchmarks and
+  # the demo start peer nodes with it.
+  defp elixirc_paths(:prod), do: ["lib"]
+  defp elixirc_paths(_), do: ["lib", "test/support"]
 end
