@@ -2,14 +2,19 @@ defmodule Jido.Distributed.Application do
   @moduledoc false
   use Application
 
+  alias Jido.Distributed.Transport
+
   @impl true
   def start(_type, _args) do
-    opts = Jido.Distributed.Options.from_env()
+    opts = Jido.Distributed.Options.load!()
 
     children =
-      if opts[:relay],
-        do: [{Jido.Distributed.Relay, opts[:relay]}],
-        else: []
+      [
+        Transport.LinkStore,
+        {Registry, keys: :unique, name: Jido.Distributed.LinkRegistry},
+        {DynamicSupervisor, strategy: :one_for_one, name: Jido.Distributed.LinkSupervisor},
+        Transport.Receiver
+      ] ++ if(opts[:relay], do: [{Jido.Distributed.Relay, opts[:relay]}], else: [])
 
     Supervisor.start_link(children, strategy: :rest_for_one, name: Jido.Distributed.Supervisor)
   end

@@ -24,6 +24,96 @@ defmodule Jido.Distributed.Options do
       ],
       doc: "Location labels of the local node, used for distance classes."
     ],
+    link: [
+      type: :keyword_list,
+      default: [],
+      keys: [
+        batch_size: [
+          type: :pos_integer,
+          default: 256,
+          doc: "Most signals in one frame (for nodes whose distance class has no own size)."
+        ],
+        batch_bytes: [
+          type: :pos_integer,
+          default: 256 * 1024,
+          doc: "Most uncompressed bytes in one frame (one larger signal still goes alone)."
+        ],
+        linger_ms: [
+          type: :non_neg_integer,
+          default: 2,
+          doc:
+            "How long a busy link waits to fill a frame. A signal on an idle link " <>
+              "(nothing flushed for this long) goes out at once."
+        ],
+        max_buffer_entries: [
+          type: :pos_integer,
+          default: 100_000,
+          doc: "Bound on signals held per remote node (pending plus unacknowledged)."
+        ],
+        max_buffer_bytes: [
+          type: :pos_integer,
+          default: 64 * 1024 * 1024,
+          doc: "Bound on bytes held per remote node (uncompressed)."
+        ],
+        overflow: [
+          type: {:in, [:reject, :drop_oldest]},
+          default: :reject,
+          doc:
+            "When the buffer is full: `:reject` returns `{:error, :buffer_full}`; " <>
+              "`:drop_oldest` drops the oldest signals and reports them."
+        ],
+        retransmit_ms: [
+          type: :pos_integer,
+          default: 1_000,
+          doc: "Unacknowledged frames are sent again after this long without progress."
+        ],
+        reconnect_ms: [
+          type: :pos_integer,
+          default: 500,
+          doc: "How often a link tries to reconnect to an unreachable node holding data for it."
+        ]
+      ],
+      doc: "Per-remote-node Link settings."
+    ],
+    batch_sizes: [
+      type: :keyword_list,
+      default: [],
+      keys: [
+        same_zone: [
+          type: :pos_integer,
+          default: 128,
+          doc: "Batch size toward nodes in the same zone."
+        ],
+        same_region: [
+          type: :pos_integer,
+          default: 256,
+          doc: "Batch size toward nodes in the same region, other zone."
+        ],
+        remote: [
+          type: :pos_integer,
+          default: 512,
+          doc: "Batch size toward other regions or unlabelled nodes."
+        ]
+      ],
+      doc: "Frame sizes by network distance class: farther nodes get larger batches."
+    ],
+    receiver: [
+      type: :keyword_list,
+      default: [],
+      keys: [
+        ack_delay_ms: [
+          type: :non_neg_integer,
+          default: 5,
+          doc: "Acks are batched: at most one per origin node per this many ms..."
+        ],
+        ack_every: [
+          type: :pos_integer,
+          default: 32,
+          doc: "...unless this many frames arrived unacked, then one goes at once."
+        ]
+      ],
+      doc: "Receiver settings."
+    ],
     relay: [
       type: :keyword_list,
       default: nil,
@@ -61,6 +151,24 @@ defmodule Jido.Distributed.Options do
   """
   @spec validate!(keyword()) :: keyword()
   def validate!(opts), do: validate!(opts, @schema, [])
+
+  @doc """
+  The validated settings, as stored at application start (or read from the
+  application environment if the application has not started).
+  """
+  @spec get(atom()) :: term()
+  def get(key) when is_atom(key) do
+    opts = :persistent_term.get(__MODULE__, nil) || from_env()
+    Keyword.fetch!(opts, key)
+  end
+
+  @doc "Validates the application environment and stores it for `get/1`."
+  @spec load!() :: keyword()
+  def load! do
+    opts = from_env()
+    :persistent_term.put(__MODULE__, opts)
+    opts
+  end
 
   @doc "Reads and validates the application environment."
   @spec from_env() :: keyword()

@@ -4,6 +4,7 @@
 //! it can be tested and benchmarked on its own and reused by both the NIF
 //! crate and the relay C-node.
 
+pub mod buffer;
 pub mod error;
 pub mod frame;
 

@@ -16,6 +16,9 @@ rustler::atoms! {
     corrupt_payload,
     bad_entry,
     bad_term,
+    buffer_full,
+    drop_oldest,
+    empty,
 }
 
 /// The Elixir error atom for a core frame error.

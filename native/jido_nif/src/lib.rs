@@ -2,6 +2,7 @@
 //! `jido_core` types. No logic lives here.
 
 mod atoms;
+mod buffer;
 mod frame;
 
 rustler::init!("Elixir.Jido.Distributed.Native");

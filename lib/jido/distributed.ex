@@ -1,0 +1,165 @@
+defmodule Jido.Distributed do
+  @moduledoc """
+  Fast, dependable signal delivery for Jido agents across BEAM nodes.
+
+  Signals (maps or structs with at least `:id` and `:type`) are sent to
+  targets: a pid (local or remote) or `{name, node}`. Local targets get a
+  plain `send/2`. Remote ones go through one Link per node, which batches
+  signals into lz4-compressed frames with sequence numbers and acks, so
+  nothing is lost or duplicated through disconnects, and signals from one
+  process to one target arrive in the order sent.
+
+      Jido.Distributed.send({:orders, :"app@host2"}, %{id: "1", type: "order.created"})
+      Jido.Distributed.dispatch([{pid_a, signal}, {{:billing, :"app@host3"}, signal}])
+
+  ## Settings
+
+  Set with `config :jido_distributed, key: value`, validated at start:
+
+  #{Jido.Distributed.Options.docs()}
+
+  ## Telemetry
+
+  Events are emitted only when the `:telemetry` application is loaded:
+
+    * `[:jido, :distributed, :link, :flush]` - measurements `frames`,
+      `signals`, `raw_bytes`, `wire_bytes`; metadata `node`, `trigger`
+      (`:idle | :timeout | :size | :flush | :reconnect`).
+    * `[:jido, :distributed, :link, :ack]` - `signals` released; `node`, `seq`.
+    * `[:jido, :distributed, :link, :retransmit]` - `frames`; `node`, `reason`.
+    * `[:jido, :distributed, :link, :overflow]` - `signals`; `node`, `kind`
+      (`:dropped` under `:drop_oldest`, `:rejected` under `:reject`).
+    * `[:jido, :distributed, :link, :reject]` - `signals`; `node`, `reason`.
+    * `[:jido, :distributed, :receiver, :malformed]` - `count`; `reason`.
+  """
+
+  alias Jido.Distributed.{Message, Optimizer}
+  alias Jido.Distributed.Transport.{Link, LinkBuffer, LinkStore, Receiver}
+
+  @typedoc "Where a signal goes: a pid (local or remote) or `{registered_name, node}`."
+  @type target :: pid() | {atom(), node()}
+
+  @typedoc "Why a signal was not accepted."
+  @type send_error ::
+          {:invalid_target, term()} | :buffer_full | :too_large | :not_distributed
+
+  @doc """
+  Sends `signal` to `target`.
+
+  Returns `:ok` once the signal is delivered (local target) or accepted by
+  the node's Link (remote target), which then delivers it exactly once, in
+  order, unless the sending node dies.
+
+  ## Options
+
+    * `:message_format` - what the target receives; see `Jido.Distributed.Message`.
+      Defaults to `:signal`, so the target receives `{:signal, signal}`.
+
+      iex> Jido.Distributed.send(self(), %{id: "1", type: "demo"})
+      :ok
+      iex> receive do
+      ...>   msg -> msg
+      ...> end
+      {:signal, %{id: "1", type: "demo"}}
+  """
+  @spec send(target(), term(), keyword()) :: :ok | {:error, send_error()}
+  def send(target, signal, opts \\ []) do
+    case dispatch([{target, signal}], opts) do
+      :ok -> :ok
+      {:error, [{_target_or_node, reason}]} -> {:error, reason}
+    end
+  end
+
+  @doc """
+  Sends many signals, each to its target, in one pass: local ones directly,
+  remote ones grouped into one buffer push per node.
+
+  Returns `:ok`, or `{:error, failures}` listing `{target, reason}` for
+  invalid targets and `{node, reason}` for nodes whose signals were not
+  accepted (every other signal was accepted). Takes the options of `send/3`.
+  """
+  @spec dispatch([{target(), term()}], keyword()) ::
+          :ok | {:error, [{target() | node(), send_error()}]}
+  def dispatch(entries, opts \\ []) when is_list(entries) do
+    format = Keyword.get(opts, :message_format, :signal)
+
+    unless Message.valid?(format) do
+      Message.format(nil, format)
+    end
+
+    {valid, invalid} = Enum.split_with(entries, &valid_entry?/1)
+
+    failures =
+      Enum.map(invalid, fn entry -> {target_of(entry), {:invalid_target, target_of(entry)}} end)
+
+    failures =
+      valid
+      |> Optimizer.optimize_routing()
+      |> Enum.reduce(failures, fn
+        {:local, local}, acc ->
+          Enum.each(local, fn {target, signal} ->
+            Kernel.send(target, Message.format(signal, format))
+          end)
+
+          acc
+
+        {:remote, node, remote}, acc ->
+          bins =
+            Enum.map(remote, fn {target, signal} ->
+              :erlang.term_to_binary({remote_dest(target), Message.format(signal, format)})
+            end)
+
+          case Link.enqueue(node, bins) do
+            :ok -> acc
+            {:error, reason} -> [{node, reason} | acc]
+          end
+      end)
+
+    if failures == [], do: :ok, else: {:error, Enum.reverse(failures)}
+  end
+
+  @doc """
+  Flushes whatever is pending for `node` (or for every node) now, without
+  waiting for the linger time. Returns when the frames are sent, not acked.
+  """
+  @spec flush(node() | :all) :: :ok
+  def flush(:all) do
+    Enum.each(LinkStore.rows(), fn {node, _, _, _, _, _} -> Link.flush(node) end)
+  end
+
+  def flush(node) when is_atom(node), do: Link.flush(node)
+
+  @doc """
+  Counters of this node.
+
+  `links` has one entry per remote node this node sends to: `signals`,
+  `frames`, `raw_bytes`, `wire_bytes` (compressed, as sent), `acks`,
+  `retransmits` (frames sent again), `dropped`, `rejected`, and `buffer`
+  (pending and unacked entries and bytes, sequence numbers). `receiver` has
+  what this node received from others.
+  """
+  @spec stats() :: %{links: %{node() => map()}, receiver: map()}
+  def stats do
+    links =
+      for {node, buffer, _epoch, _notify, counters, _pid} <- LinkStore.rows(), into: %{} do
+        {node, Map.put(LinkStore.read_counters(counters), :buffer, LinkBuffer.stats(buffer))}
+      end
+
+    %{links: links, receiver: Receiver.stats()}
+  end
+
+  defp valid_entry?({pid, _signal}) when is_pid(pid), do: true
+
+  defp valid_entry?({{name, node}, _signal}) when is_atom(name) and is_atom(node),
+    do: valid_node?(node)
+
+  defp valid_entry?(_), do: false
+
+  defp valid_node?(node), do: node == node() or String.contains?(Atom.to_string(node), "@")
+
+  defp target_of({target, _}), do: target
+  defp target_of(other), do: other
+
+  defp remote_dest(pid) when is_pid(pid), do: pid
+  defp remote_dest({name, _node}), do: name
+end

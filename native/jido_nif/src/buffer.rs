@@ -1,0 +1,151 @@
+//! Link buffer NIFs: a `jido_core::buffer::LinkBuffer` behind a mutex in a
+//! resource, so it outlives the process that uses it.
+
+use std::sync::Mutex;
+
+use crate::atoms;
+use jido_core::buffer::{Limits, LinkBuffer, Overflow, PushError};
+use jido_core::frame::Compression;
+use rustler::{Atom, Binary, Encoder, Env, NewBinary, NifMap, ResourceArc, Term};
+
+/// The resource held by Elixir.
+pub struct BufferResource(Mutex<LinkBuffer>);
+
+#[rustler::resource_impl]
+impl rustler::Resource for BufferResource {}
+
+fn lock(buf: &BufferResource) -> std::sync::MutexGuard<'_, LinkBuffer> {
+    // A poisoned lock means a panic happened mid-update; every operation
+    // leaves the buffer consistent before it can panic, so go on.
+    buf.0
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn push_error(err: PushError) -> Atom {
+    match err {
+        PushError::Full => atoms::buffer_full(),
+        PushError::TooLarge => atoms::too_large(),
+    }
+}
+
+fn to_binary<'a>(env: Env<'a>, bytes: &[u8]) -> Binary<'a> {
+    let mut out = NewBinary::new(env, bytes.len());
+    out.as_mut_slice().copy_from_slice(bytes);
+    out.into()
+}
+
+#[rustler::nif]
+fn buffer_new(max_entries: usize, max_bytes: usize, overflow: Atom) -> ResourceArc<BufferResource> {
+    let overflow = if overflow == atoms::drop_oldest() {
+        Overflow::DropOldest
+    } else {
+        Overflow::Reject
+    };
+    ResourceArc::new(BufferResource(Mutex::new(LinkBuffer::new(Limits {
+        max_entries,
+        max_bytes,
+        overflow,
+    }))))
+}
+
+#[rustler::nif]
+fn buffer_push(
+    buf: ResourceArc<BufferResource>,
+    entries: Vec<Binary>,
+) -> Result<(usize, u64), Atom> {
+    let slices: Vec<&[u8]> = entries.iter().map(|b| b.as_slice()).collect();
+    lock(&buf).push_many(&slices).map_err(push_error)
+}
+
+fn take<'a>(
+    env: Env<'a>,
+    buf: ResourceArc<BufferResource>,
+    max_entries: usize,
+    max_bytes: usize,
+) -> Result<Term<'a>, Atom> {
+    let mut guard = lock(&buf);
+    let base = guard.base();
+    match guard
+        .take_frame(max_entries, max_bytes, Compression::Auto)
+        .map_err(atoms::frame_error)?
+    {
+        None => Ok(atoms::empty().to_term(env)),
+        Some(t) => {
+            // The base is the lowest seq still held, this frame included.
+            let base = base.min(t.seq);
+            let frame = to_binary(env, &t.frame);
+            Ok((t.seq, base, frame, t.entries, t.raw_bytes).encode(env))
+        }
+    }
+}
+
+#[rustler::nif]
+fn buffer_take<'a>(
+    env: Env<'a>,
+    buf: ResourceArc<BufferResource>,
+    max_entries: usize,
+    max_bytes: usize,
+) -> Result<Term<'a>, Atom> {
+    take(env, buf, max_entries, max_bytes)
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn buffer_take_dirty<'a>(
+    env: Env<'a>,
+    buf: ResourceArc<BufferResource>,
+    max_entries: usize,
+    max_bytes: usize,
+) -> Result<Term<'a>, Atom> {
+    take(env, buf, max_entries, max_bytes)
+}
+
+#[rustler::nif]
+fn buffer_ack(buf: ResourceArc<BufferResource>, upto: u64) -> (usize, u64) {
+    let mut guard = lock(&buf);
+    let released = guard.ack(upto);
+    (released, guard.base())
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn buffer_unacked<'a>(
+    env: Env<'a>,
+    buf: ResourceArc<BufferResource>,
+) -> Result<Vec<(u64, Binary<'a>)>, Atom> {
+    let guard = lock(&buf);
+    Ok(guard
+        .unacked()
+        .map(|(seq, frame)| (seq, to_binary(env, frame)))
+        .collect())
+}
+
+/// Counters of one buffer, returned to Elixir as a map.
+#[derive(NifMap)]
+pub struct BufferStats {
+    pending_entries: usize,
+    pending_bytes: usize,
+    unacked_frames: usize,
+    unacked_entries: usize,
+    unacked_bytes: usize,
+    next_seq: u64,
+    acked_seq: u64,
+    base_seq: u64,
+    dropped_entries: u64,
+}
+
+#[rustler::nif]
+fn buffer_stats(buf: ResourceArc<BufferResource>) -> BufferStats {
+    let guard = lock(&buf);
+    let s = guard.stats();
+    BufferStats {
+        pending_entries: s.pending_entries,
+        pending_bytes: s.pending_bytes,
+        unacked_frames: s.unacked_frames,
+        unacked_entries: s.unacked_entries,
+        unacked_bytes: s.unacked_bytes,
+        next_seq: s.next_seq,
+        acked_seq: s.acked_seq,
+        base_seq: guard.base(),
+        dropped_entries: s.dropped_entries,
+    }
+}

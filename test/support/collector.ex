@@ -1,0 +1,115 @@
+defmodule Jido.Distributed.Test.Collector do
+  @moduledoc """
+  A target process for delivery tests and benchmarks: it receives
+  `{:signal, signal}` messages and checks them.
+
+  Signals should carry `data: %{sender: term, seq: integer}`; the collector
+  counts what it received, counts distinct `{sender, seq}` pairs, and counts
+  order violations (a seq not greater than the last one from the same
+  sender), so exactly-once in-order delivery is `received == distinct ==
+  expected` with no violations. It also records the receive time of each
+  signal's `:sent_at` (monotonic native units, same host) to give latencies.
+  """
+
+  @doc "Starts a collector on `node` (default: this node); returns its pid."
+  @spec start(node(), keyword()) :: pid()
+  def start(node \\ node(), opts \\ []) do
+    name = opts[:name]
+
+    Node.spawn(node, fn ->
+      if name, do: Process.register(self(), name)
+      loop(%{received: 0, seen: MapSet.new(), last: %{}, violations: 0, latencies: []})
+    end)
+  end
+
+  @doc "Asks a collector for its report."
+  @spec report(pid(), timeout()) :: map()
+  def report(pid, timeout \\ 5_000) do
+    ref = make_ref()
+    send(pid, {:report, self(), ref})
+
+    receive do
+      {^ref, report} -> report
+    after
+      timeout -> raise "collector #{inspect(pid)} did not answer"
+    end
+  end
+
+  @doc "Waits until the collectors together received `count` signals (or times out); returns the reports."
+  @spec await_total([pid()], non_neg_integer(), timeout()) :: {:ok | :timeout, [map()]}
+  def await_total(pids, count, timeout) do
+    deadline = System.monotonic_time(:millisecond) + timeout
+    do_await(pids, count, deadline)
+  end
+
+  defp do_await(pids, count, deadline) do
+    reports = Enum.map(pids, &report/1)
+    total = reports |> Enum.map(& &1.received) |> Enum.sum()
+
+    cond do
+      total >= count -> {:ok, reports}
+      System.monotonic_time(:millisecond) > deadline -> {:timeout, reports}
+      true -> Process.sleep(20) && do_await(pids, count, deadline)
+    end
+  end
+
+  @doc "Stops a collector."
+  @spec stop(pid()) :: :ok
+  def stop(pid) do
+    send(pid, :stop)
+    :ok
+  end
+
+  defp loop(state) do
+    receive do
+      {:signal, signal} ->
+        loop(record(state, signal))
+
+      {:report, from, ref} ->
+        send(from, {ref, summarize(state)})
+        loop(state)
+
+      :stop ->
+        :ok
+    end
+  end
+
+  defp record(state, signal) do
+    now = System.monotonic_time()
+    data = Map.get(signal, :data, %{})
+    sender = Map.get(data, :sender)
+    seq = Map.get(data, :seq)
+    key = {sender, seq}
+
+    violations =
+      case state.last do
+        %{^sender => last} when seq <= last -> state.violations + 1
+        _ -> state.violations
+      end
+
+    latencies =
+      case Map.get(data, :sent_at) do
+        sent when is_integer(sent) -> [now - sent | state.latencies]
+        _ -> state.latencies
+      end
+
+    %{
+      state
+      | received: state.received + 1,
+        seen: MapSet.put(state.seen, key),
+        last: Map.put(state.last, sender, seq),
+        violations: violations,
+        latencies: latencies
+    }
+  end
+
+  defp summarize(state) do
+    %{
+      received: state.received,
+      distinct: MapSet.size(state.seen),
+      violations: state.violations,
+      senders: map_size(state.last),
+      latencies_native: state.latencies
+    }
+  end
+end
