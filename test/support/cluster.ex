@@ -112,10 +112,7 @@ defmodule Jido.Distributed.Test.Cluster do
     nodes = Enum.map(peers, & &1.node)
 
     try do
-      peers
-      |> Task.async_stream(&setup_peer(&1, opts), timeout: :infinity, ordered: true)
-      |> Enum.each(fn {:ok, :ok} -> :ok end)
-
+      parallel!(peers, &setup_peer(&1, opts))
       mesh(nodes)
       nodes
     rescue
@@ -167,11 +164,7 @@ defmodule Jido.Distributed.Test.Cluster do
         peer
       end
 
-    peers
-    |> Task.async_stream(&stop_peer/1, timeout: :infinity)
-    |> Stream.run()
-
-    :ok
+    parallel!(peers, &stop_peer/1)
   end
 
   # --- partitions ----------------------------------------------------------------
@@ -615,19 +608,14 @@ defmodule Jido.Distributed.Test.Cluster do
   defp mesh(nodes) do
     targets = Enum.uniq(nodes ++ Node.list())
 
-    nodes
-    |> Task.async_stream(
-      fn n ->
-        for t <- targets, t != n, do: rpc(n, :net_kernel, :connect_node, [t])
+    parallel!(nodes, fn n ->
+      for t <- targets, t != n, do: rpc(n, :net_kernel, :connect_node, [t])
 
-        wait_until("#{n} to connect to #{inspect(targets)}", fn ->
-          connected = rpc(n, Node, :list, [])
-          Enum.all?(targets, &(&1 == n or &1 in connected))
-        end)
-      end,
-      timeout: :infinity
-    )
-    |> Stream.run()
+      wait_until("#{n} to connect to #{inspect(targets)}", fn ->
+        connected = rpc(n, Node, :list, [])
+        Enum.all?(targets, &(&1 == n or &1 in connected))
+      end)
+    end)
   end
 
   defp stop_peer(%{pid: pid, node: node, os_pid: os_pid}) do
@@ -653,11 +641,22 @@ defmodule Jido.Distributed.Test.Cluster do
 
   # --- latency internals ---------------------------------------------------------
 
+  # The proxies of the a<->b link; an entry whose proxies stopped by
+  # themselves (a watched peer died) is dropped.
   defp latency_proxies(a, b) do
     Enum.find_value([{:latency, a, b}, {:latency, b, a}], fn key ->
       case :ets.lookup(@table, key) do
-        [{^key, proxies}] -> {key, proxies}
-        [] -> nil
+        [{^key, proxies}] ->
+          if Enum.all?(proxies, &Process.alive?/1) do
+            {key, proxies}
+          else
+            :ets.delete(@table, key)
+            Enum.each(proxies, &DelayProxy.stop/1)
+            nil
+          end
+
+        [] ->
+          nil
       end
     end)
   end
@@ -698,12 +697,18 @@ defmodule Jido.Distributed.Test.Cluster do
       rpc(initiator, __MODULE__, :reconnect, [other])
     end
 
-    wait_until("#{a} and #{b} to reconnect through the delay proxy", fn ->
-      link_up?(a, b) and Enum.any?([to_b, to_a], &(DelayProxy.stats(elem(&1, 0)).active > 0))
-    end)
+    # Something on the calling node may connect directly in between; then
+    # no proxied connection shows up and we try again.
+    up? =
+      await(
+        fn ->
+          link_up?(a, b) and Enum.any?([to_b, to_a], &(DelayProxy.stats(elem(&1, 0)).active > 0))
+        end,
+        5_000
+      )
 
     cond do
-      proxied?(a, b, to_b_port) or proxied?(b, a, to_a_port) -> :ok
+      up? and (proxied?(a, b, to_b_port) or proxied?(b, a, to_a_port)) -> :ok
       attempts > 1 -> reroute!(a, b, to_b, to_a, attempts - 1)
       true -> raise "could not route #{a} <-> #{b} through the delay proxy"
     end
@@ -779,23 +784,47 @@ defmodule Jido.Distributed.Test.Cluster do
 
   defp conf_index(_), do: nil
 
-  defp wait_until(what, fun, timeout \\ @wait_ms) do
-    deadline = System.monotonic_time(:millisecond) + timeout
-    do_wait_until(what, fun, deadline)
+  # Runs `fun` on every element concurrently; an error in one is raised in
+  # the caller once all are done (a crashing linked task would kill it).
+  defp parallel!(enum, fun) do
+    enum
+    |> Task.async_stream(
+      fn x ->
+        try do
+          fun.(x)
+          :ok
+        catch
+          kind, reason -> {:error, Exception.format(kind, reason, __STACKTRACE__)}
+        end
+      end,
+      timeout: :infinity
+    )
+    |> Enum.flat_map(fn {:ok, result} -> if result == :ok, do: [], else: [result] end)
+    |> case do
+      [] -> :ok
+      [{:error, message} | _] -> raise message
+    end
   end
 
-  defp do_wait_until(what, fun, deadline) do
+  # Polls `fun` until it returns true; false after `timeout` ms.
+  defp await(fun, timeout), do: do_await(fun, System.monotonic_time(:millisecond) + timeout)
+
+  defp do_await(fun, deadline) do
     cond do
       fun.() ->
-        :ok
+        true
 
       System.monotonic_time(:millisecond) > deadline ->
-        raise "timed out waiting for #{what}"
+        false
 
       true ->
         Process.sleep(20)
-        do_wait_until(what, fun, deadline)
+        do_await(fun, deadline)
     end
+  end
+
+  defp wait_until(what, fun, timeout \\ @wait_ms) do
+    if await(fun, timeout), do: :ok, else: raise("timed out waiting for #{what}")
   end
 
   # The registry: a public ETS table owned by a process that outlives callers
