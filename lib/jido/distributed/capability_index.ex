@@ -17,17 +17,22 @@ defmodule Jido.Distributed.CapabilityIndex do
   already been expanded, so every trie node is visited at most once per
   position of the type.
 
-  ## Values
+  ## Values and result order
 
-  Each pattern holds its values as a sorted list without duplicates (an
-  `:ordsets` set), and `lookup/2` returns the values of all matching patterns
-  merged into one such list: **results are sorted in Erlang term order and
-  deduplicated.** A type matching one pattern costs no copying at all.
-  Values are compared like in `:ordsets`, with `==`, so `1` and `1.0` count
-  as the same value; use ids that are binaries, atoms, pids or tuples.
+  Any term can be a value; values are told apart with `===` (map keys), so
+  `1` and `1.0` are different values.
 
-  Adding a value to a pattern that already holds `n` values costs O(n); build
-  large indexes in one go with `new/1`.
+  A value gets a sequence number when it enters the index (its first pattern)
+  and keeps it until it leaves (its last pattern is deleted). **`lookup/2`
+  returns values without duplicates, ordered by when they entered the
+  index** (first in, first returned); for `new/1`, by first appearance in the
+  list. Each pattern keeps its values sorted by that number, so merging the
+  values of several matching patterns compares small integers only, which on
+  the BEAM is several times faster than comparing the values themselves.
+
+  `lookup/2` costs the walk plus O(results). Adding a value that is new to
+  the index is O(trie depth); adding a value already in the index to a
+  pattern holding `n` values, or deleting one, costs up to O(n).
 
   Patterns are kept as written: `"**.**.a"` and `"**.a"` match the same types
   but are different entries.
@@ -41,7 +46,7 @@ defmodule Jido.Distributed.CapabilityIndex do
       ...>   |> CapabilityIndex.put("order.**", "audit")
       ...>   |> CapabilityIndex.put("user.created", "crm")
       iex> CapabilityIndex.lookup(index, "order.item.added")
-      ["audit", "billing"]
+      ["billing", "audit"]
       iex> CapabilityIndex.lookup(index, "order")
       ["audit"]
       iex> CapabilityIndex.lookup(index, "user.deleted")
@@ -52,15 +57,20 @@ defmodule Jido.Distributed.CapabilityIndex do
 
   alias Jido.Distributed.Pattern
 
-  # A trie node is {values, exact, star, globstar}:
-  #   values   - ordset of the values whose pattern ends at this node
+  # A trie node is {entries, exact, star, globstar}:
+  #   entries  - [{seq, value}] of the patterns ending here, newest (highest
+  #              seq) first, so adding a value new to the index is O(1)
   #   exact    - %{segment => node}
   #   star     - node behind a `*` edge, or nil
-  #   globstar - {id, node} behind a `**` edge, or nil; the id is unique
-  #              within one index and keys the per-lookup memo.
+  #   globstar - {id, node} behind a `**` edge, or nil; the id keys the
+  #              per-lookup memo.
+  # `values` maps each value to {seq, sources}: its sequence number and its
+  # pattern sources, a binary when it has one pattern (most values) and an
+  # ordset of them otherwise. Sequence numbers and `**` ids share one
+  # counter, so both are unique within an index.
   @empty_node {[], %{}, nil, nil}
 
-  defstruct root: @empty_node, by_value: %{}, size: 0, next_id: 0
+  defstruct root: @empty_node, values: %{}, size: 0, next_id: 0
 
   @typedoc "A value stored in the index, such as an agent id."
   @type value :: term()
@@ -70,7 +80,7 @@ defmodule Jido.Distributed.CapabilityIndex do
 
   @opaque t :: %__MODULE__{
             root: tuple(),
-            by_value: %{optional(value()) => [String.t()]},
+            values: %{optional(value()) => {non_neg_integer(), String.t() | [String.t()]}},
             size: non_neg_integer(),
             next_id: non_neg_integer()
           }
@@ -81,18 +91,30 @@ defmodule Jido.Distributed.CapabilityIndex do
   Faster than repeated `put/3` when many values share a pattern. Raises
   `ArgumentError` if a pattern is invalid.
 
-      iex> index = Jido.Distributed.CapabilityIndex.new([{"a.*", :x}, {"a.*", :y}, {"**", :x}])
+      iex> index = Jido.Distributed.CapabilityIndex.new([{"a.*", :y}, {"a.*", :x}, {"**", :y}])
       iex> Jido.Distributed.CapabilityIndex.size(index)
       3
       iex> Jido.Distributed.CapabilityIndex.lookup(index, "a.b")
-      [:x, :y]
+      [:y, :x]
   """
   @spec new([{pattern(), value()}]) :: t()
   def new(entries \\ []) when is_list(entries) do
-    entries
-    |> Enum.group_by(fn {pattern, _value} -> Pattern.compile!(pattern) end, &elem(&1, 1))
-    |> Enum.reduce(%__MODULE__{}, fn {compiled, values}, index ->
-      add(index, compiled, :lists.usort(values))
+    {groups, index} =
+      Enum.reduce(entries, {%{}, %__MODULE__{}}, fn {pattern, value}, {groups, index} ->
+        %Pattern{source: source} = compiled = Pattern.compile!(pattern)
+
+        case register(index, source, value) do
+          {:new, seq, index} ->
+            {Map.update(groups, compiled, [{seq, value}], &[{seq, value} | &1]), index}
+
+          :present ->
+            {groups, index}
+        end
+      end)
+
+    Enum.reduce(groups, index, fn {%Pattern{segments: segments}, pairs}, index ->
+      {root, next_id} = insert(index.root, segments, newest_first(pairs), index.next_id)
+      %{index | root: root, next_id: next_id}
     end)
   end
 
@@ -107,7 +129,16 @@ defmodule Jido.Distributed.CapabilityIndex do
   """
   @spec put(t(), pattern(), value()) :: t()
   def put(%__MODULE__{} = index, pattern, value) do
-    add(index, Pattern.compile!(pattern), [value])
+    %Pattern{source: source, segments: segments} = Pattern.compile!(pattern)
+
+    case register(index, source, value) do
+      {:new, seq, index} ->
+        {root, next_id} = insert(index.root, segments, [{seq, value}], index.next_id)
+        %{index | root: root, next_id: next_id}
+
+      :present ->
+        index
+    end
   end
 
   @doc """
@@ -120,25 +151,20 @@ defmodule Jido.Distributed.CapabilityIndex do
       [2]
   """
   @spec delete(t(), pattern(), value()) :: t()
-  def delete(%__MODULE__{by_value: by_value} = index, pattern, value) do
+  def delete(%__MODULE__{values: values} = index, pattern, value) do
     %Pattern{source: source, segments: segments} = Pattern.compile!(pattern)
-    sources = Map.get(by_value, value, [])
 
-    if :ordsets.is_element(source, sources) do
-      by_value =
-        case :ordsets.del_element(source, sources) do
-          [] -> Map.delete(by_value, value)
-          rest -> Map.put(by_value, value, rest)
+    with {:ok, {seq, sources}} <- Map.fetch(values, value),
+         true <- has_source?(sources, source) do
+      values =
+        case delete_source(sources, source) do
+          nil -> Map.delete(values, value)
+          rest -> Map.put(values, value, {seq, rest})
         end
 
-      %{
-        index
-        | root: remove(index.root, segments, value),
-          by_value: by_value,
-          size: index.size - 1
-      }
+      %{index | root: remove(index.root, segments, seq), values: values, size: index.size - 1}
     else
-      index
+      _absent -> index
     end
   end
 
@@ -153,18 +179,20 @@ defmodule Jido.Distributed.CapabilityIndex do
       {[], [2], 1}
   """
   @spec delete_value(t(), value()) :: t()
-  def delete_value(%__MODULE__{by_value: by_value} = index, value) do
-    case Map.fetch(by_value, value) do
-      {:ok, sources} ->
+  def delete_value(%__MODULE__{values: values} = index, value) do
+    case Map.fetch(values, value) do
+      {:ok, {seq, sources}} ->
+        sources = List.wrap(sources)
+
         root =
           Enum.reduce(sources, index.root, fn source, root ->
-            remove(root, Pattern.compile!(source).segments, value)
+            remove(root, Pattern.compile!(source).segments, seq)
           end)
 
         %{
           index
           | root: root,
-            by_value: Map.delete(by_value, value),
+            values: Map.delete(values, value),
             size: index.size - length(sources)
         }
 
@@ -174,8 +202,9 @@ defmodule Jido.Distributed.CapabilityIndex do
   end
 
   @doc """
-  Returns the values of every pattern that matches `type`, sorted in Erlang
-  term order and without duplicates. An invalid type (see
+  Returns the values of every pattern that matches `type`, without
+  duplicates, in the order they entered the index (see "Values and result
+  order" above). An invalid type (see
   `Jido.Distributed.Pattern.validate_type/1`) matches nothing.
 
       iex> index = Jido.Distributed.CapabilityIndex.new([{"**.failed", "ops"}, {"payment.*", "pay"}])
@@ -187,15 +216,8 @@ defmodule Jido.Distributed.CapabilityIndex do
   @spec lookup(t(), String.t()) :: [value()]
   def lookup(%__MODULE__{root: root}, type) when is_binary(type) do
     case Pattern.split_type(type) do
-      {:ok, segments} ->
-        case walk(root, segments, length(segments), [], %{}) do
-          {[], _seen} -> []
-          {[values], _seen} -> values
-          {many, _seen} -> :lists.umerge(many)
-        end
-
-      {:error, _reason} ->
-        []
+      {:ok, segments} -> root |> collect(segments, length(segments), []) |> finish()
+      {:error, _reason} -> []
     end
   end
 
@@ -212,116 +234,176 @@ defmodule Jido.Distributed.CapabilityIndex do
 
   # -- building ---------------------------------------------------------------
 
-  # Adds the ordset `values` under `compiled`, skipping pairs already present.
-  defp add(index, %Pattern{source: source, segments: segments}, values) do
-    %__MODULE__{by_value: by_value} = index
-    new_values = Enum.reject(values, &:ordsets.is_element(source, Map.get(by_value, &1, [])))
+  # Records `value` under `source` in `values`, giving the value a sequence
+  # number if it is new to the index. `:present` if the pair already exists.
+  defp register(%__MODULE__{values: values} = index, source, value) do
+    case Map.fetch(values, value) do
+      {:ok, {seq, sources}} ->
+        if has_source?(sources, source) do
+          :present
+        else
+          values = Map.put(values, value, {seq, add_source(sources, source)})
+          {:new, seq, %{index | values: values, size: index.size + 1}}
+        end
 
-    if new_values == [] do
-      index
-    else
-      {root, next_id} = insert(index.root, segments, new_values, index.next_id)
-
-      by_value =
-        Enum.reduce(new_values, by_value, fn value, acc ->
-          Map.update(acc, value, [source], &:ordsets.add_element(source, &1))
-        end)
-
-      %{
-        index
-        | root: root,
-          by_value: by_value,
-          size: index.size + length(new_values),
-          next_id: next_id
-      }
+      :error ->
+        seq = index.next_id
+        values = Map.put(values, value, {seq, source})
+        {:new, seq, %{index | values: values, size: index.size + 1, next_id: seq + 1}}
     end
   end
 
-  defp insert({values, exact, star, glob}, [], new_values, id),
-    do: {{:ordsets.union(values, new_values), exact, star, glob}, id}
+  defp newest_first(pairs), do: :lists.reverse(:lists.keysort(1, pairs))
 
-  defp insert({values, exact, star, glob}, [:one | rest], new_values, id) do
-    {child, id} = insert(star || @empty_node, rest, new_values, id)
-    {{values, exact, child, glob}, id}
+  defp has_source?(sources, source) when is_binary(sources), do: sources == source
+  defp has_source?(sources, source), do: :ordsets.is_element(source, sources)
+
+  defp add_source(sources, source) when is_binary(sources),
+    do: :ordsets.from_list([sources, source])
+
+  defp add_source(sources, source), do: :ordsets.add_element(source, sources)
+
+  # nil when no source is left.
+  defp delete_source(source, source) when is_binary(source), do: nil
+
+  defp delete_source(sources, source) do
+    case :ordsets.del_element(source, sources) do
+      [last] -> last
+      rest -> rest
+    end
   end
 
-  defp insert({values, exact, star, glob}, [:any | rest], new_values, id) do
+  # Merges `pairs` ([{seq, value}], newest first) into the node at the end of
+  # `segments`, creating nodes (and `**` ids) on the way.
+  defp insert({entries, exact, star, glob}, [], pairs, id),
+    do: {{merge_entries(entries, pairs), exact, star, glob}, id}
+
+  defp insert({entries, exact, star, glob}, [:one | rest], pairs, id) do
+    {child, id} = insert(star || @empty_node, rest, pairs, id)
+    {{entries, exact, child, glob}, id}
+  end
+
+  defp insert({entries, exact, star, glob}, [:any | rest], pairs, id) do
     {glob_id, child, id} =
       case glob do
         nil -> {id, @empty_node, id + 1}
         {glob_id, child} -> {glob_id, child, id}
       end
 
-    {child, id} = insert(child, rest, new_values, id)
-    {{values, exact, star, {glob_id, child}}, id}
+    {child, id} = insert(child, rest, pairs, id)
+    {{entries, exact, star, {glob_id, child}}, id}
   end
 
-  defp insert({values, exact, star, glob}, [segment | rest], new_values, id) do
-    {child, id} = insert(Map.get(exact, segment, @empty_node), rest, new_values, id)
-    {{values, Map.put(exact, segment, child), star, glob}, id}
+  defp insert({entries, exact, star, glob}, [segment | rest], pairs, id) do
+    {child, id} = insert(Map.get(exact, segment, @empty_node), rest, pairs, id)
+    {{entries, Map.put(exact, segment, child), star, glob}, id}
   end
 
-  # Removes `value` at the end of `segments`, pruning nodes left empty. The
-  # root is never pruned.
-  defp remove(root, segments, value) do
-    case remove_node(root, segments, value) do
+  # Removes the value numbered `seq` at the end of `segments`, pruning nodes
+  # left empty. The root is never pruned.
+  defp remove(root, segments, seq) do
+    case remove_node(root, segments, seq) do
       nil -> @empty_node
       root -> root
     end
   end
 
-  defp remove_node({values, exact, star, glob}, [], value),
-    do: prune({:ordsets.del_element(value, values), exact, star, glob})
+  defp remove_node({entries, exact, star, glob}, [], seq),
+    do: prune({:lists.keydelete(seq, 1, entries), exact, star, glob})
 
-  defp remove_node({values, exact, star, glob}, [:one | rest], value) when star != nil,
-    do: prune({values, exact, remove_node(star, rest, value), glob})
+  defp remove_node({entries, exact, star, glob}, [:one | rest], seq) when star != nil,
+    do: prune({entries, exact, remove_node(star, rest, seq), glob})
 
-  defp remove_node({values, exact, star, {glob_id, child}}, [:any | rest], value) do
+  defp remove_node({entries, exact, star, {glob_id, child}}, [:any | rest], seq) do
     glob =
-      case remove_node(child, rest, value) do
+      case remove_node(child, rest, seq) do
         nil -> nil
         child -> {glob_id, child}
       end
 
-    prune({values, exact, star, glob})
+    prune({entries, exact, star, glob})
   end
 
-  defp remove_node({values, exact, star, glob} = node, [segment | rest], value)
+  defp remove_node({entries, exact, star, glob} = node, [segment | rest], seq)
        when is_binary(segment) do
     case exact do
       %{^segment => child} ->
         exact =
-          case remove_node(child, rest, value) do
+          case remove_node(child, rest, seq) do
             nil -> Map.delete(exact, segment)
             child -> Map.put(exact, segment, child)
           end
 
-        prune({values, exact, star, glob})
+        prune({entries, exact, star, glob})
 
       _ ->
         node
     end
   end
 
-  defp remove_node(node, _segments, _value), do: node
+  defp remove_node(node, _segments, _seq), do: node
 
   defp prune({[], exact, nil, nil}) when map_size(exact) == 0, do: nil
   defp prune(node), do: node
 
   # -- lookup -----------------------------------------------------------------
 
-  # Walks `node` with the type segments still to match (`left` of them).
-  # `acc` collects the value sets of matched patterns; `seen` maps a `**`
-  # node's id to the largest `left` it has been expanded from. An expansion
-  # from `left` covers every position from `left` down to 0, so a `**` node
-  # needs expanding only from positions above the one recorded.
-  defp walk({values, exact, star, glob}, segments, left, acc, seen) do
-    acc = if left == 0 and values != [], do: [values | acc], else: acc
+  # Collects the entry lists of matching patterns into `acc`, walking `node`
+  # with the type segments still to match (`left` of them). A node reached
+  # without crossing a `**` edge is reached from one position only, so this
+  # walk needs no memo; below a `**` edge the walk continues in `collect/5`.
+  defp collect({entries, exact, star, glob}, segments, left, acc) do
+    acc = if segments == [] and entries != [], do: [entries | acc], else: acc
+
+    acc =
+      case glob do
+        nil -> acc
+        {_id, child} -> child |> expand(segments, left, -1, acc, %{}) |> elem(0)
+      end
+
+    case segments do
+      [] ->
+        acc
+
+      [segment | rest] ->
+        acc =
+          case exact do
+            %{^segment => child} -> collect(child, rest, left - 1, acc)
+            _ -> acc
+          end
+
+        case star do
+          nil -> acc
+          child -> collect(child, rest, left - 1, acc)
+        end
+    end
+  end
+
+  # Like collect/4, below at least one `**` edge: a node can now be reached
+  # from several positions. `seen` maps a `**` node's id to the largest
+  # `left` it has been expanded from; an expansion from `left` covers every
+  # position from `left` down to 0, so a `**` node needs expanding only from
+  # positions above the one recorded. So every node is walked at most once
+  # per position, however many `**` precede it.
+  defp collect({entries, exact, star, glob}, segments, left, acc, seen) do
+    acc = if segments == [] and entries != [], do: [entries | acc], else: acc
 
     {acc, seen} =
       case glob do
-        nil -> {acc, seen}
-        {glob_id, child} -> walk_glob(glob_id, child, segments, left, acc, seen)
+        nil ->
+          {acc, seen}
+
+        {glob_id, child} ->
+          case seen do
+            %{^glob_id => done} when done >= left ->
+              {acc, seen}
+
+            %{^glob_id => done} ->
+              expand(child, segments, left, done, acc, %{seen | glob_id => left})
+
+            _ ->
+              expand(child, segments, left, -1, acc, Map.put(seen, glob_id, left))
+          end
       end
 
     case segments do
@@ -331,42 +413,64 @@ defmodule Jido.Distributed.CapabilityIndex do
       [segment | rest] ->
         {acc, seen} =
           case exact do
-            %{^segment => child} -> walk(child, rest, left - 1, acc, seen)
+            %{^segment => child} -> collect(child, rest, left - 1, acc, seen)
             _ -> {acc, seen}
           end
 
         case star do
           nil -> {acc, seen}
-          child -> walk(child, rest, left - 1, acc, seen)
+          child -> collect(child, rest, left - 1, acc, seen)
         end
-    end
-  end
-
-  defp walk_glob(glob_id, node, segments, left, acc, seen) do
-    case seen do
-      %{^glob_id => done} when done >= left ->
-        {acc, seen}
-
-      %{^glob_id => done} ->
-        expand_glob(node, segments, left, done, acc, Map.put(seen, glob_id, left))
-
-      _ ->
-        expand_glob(node, segments, left, -1, acc, Map.put(seen, glob_id, left))
     end
   end
 
   # `**` takes 0, 1, 2, ... segments: walk its node from each later position
   # down to (not including) the first one already expanded.
-  defp expand_glob(node, segments, left, done, acc, seen) when left > done do
-    {acc, seen} = walk(node, segments, left, acc, seen)
+  defp expand(node, segments, left, done, acc, seen) when left > done do
+    {acc, seen} = collect(node, segments, left, acc, seen)
 
     case segments do
       [] -> {acc, seen}
-      [_ | rest] -> expand_glob(node, rest, left - 1, done, acc, seen)
+      [_ | rest] -> expand(node, rest, left - 1, done, acc, seen)
     end
   end
 
-  defp expand_glob(_node, _segments, _left, _done, acc, seen), do: {acc, seen}
+  defp expand(_node, _segments, _left, _done, acc, seen), do: {acc, seen}
+
+  # One result list from the matched entry lists (each newest first):
+  # merged pairwise by sequence number, dropping repeats. The last merge is
+  # tail-recursive and emits bare values, which reverses them into arrival
+  # order.
+  defp finish([]), do: []
+  defp finish([entries]), do: values_reversed(entries, [])
+  defp finish([a, b]), do: merge_values(a, b, [])
+  defp finish(lists), do: lists |> merge_pairs() |> finish()
+
+  defp merge_pairs([a, b | rest]), do: [merge_entries(a, b) | merge_pairs(rest)]
+  defp merge_pairs(rest), do: rest
+
+  defp merge_entries([{sa, _} = a | ra], [{sb, _} | _] = lb) when sa > sb,
+    do: [a | merge_entries(ra, lb)]
+
+  defp merge_entries([{sa, _} | _] = la, [{sb, _} = b | rb]) when sa < sb,
+    do: [b | merge_entries(la, rb)]
+
+  defp merge_entries([a | ra], [_ | rb]), do: [a | merge_entries(ra, rb)]
+  defp merge_entries([], lb), do: lb
+  defp merge_entries(la, []), do: la
+
+  defp merge_values([{sa, va} | ra], [{sb, _} | _] = lb, acc) when sa > sb,
+    do: merge_values(ra, lb, [va | acc])
+
+  defp merge_values([{sa, _} | _] = la, [{sb, vb} | rb], acc) when sa < sb,
+    do: merge_values(la, rb, [vb | acc])
+
+  defp merge_values([{_, va} | ra], [_ | rb], acc), do: merge_values(ra, rb, [va | acc])
+  defp merge_values([], lb, acc), do: values_reversed(lb, acc)
+  defp merge_values(la, [], acc), do: values_reversed(la, acc)
+
+  defp values_reversed([{_, value} | rest], acc), do: values_reversed(rest, [value | acc])
+  defp values_reversed([], acc), do: acc
 
   defimpl Inspect do
     def inspect(index, _opts) do

@@ -16,18 +16,42 @@ defmodule Jido.Distributed.CapabilityIndexTest do
         |> CapabilityIndex.put("user.**", "other")
 
       assert CapabilityIndex.lookup(index, "order.item.added") ==
-               ["exact", "head", "middle", "star", "tail"]
+               ["exact", "star", "tail", "head", "middle"]
 
-      assert CapabilityIndex.lookup(index, "order.added") == ["head", "middle", "tail"]
+      assert CapabilityIndex.lookup(index, "order.added") == ["tail", "head", "middle"]
       assert CapabilityIndex.lookup(index, "order") == ["tail"]
       assert CapabilityIndex.lookup(index, "added") == ["head"]
       assert CapabilityIndex.lookup(index, "Order.item.added") == ["head"]
       assert CapabilityIndex.lookup(index, "payment.failed") == []
     end
 
-    test "deduplicates a value held by several matching patterns, results sorted" do
+    test "deduplicates a value held by several matching patterns" do
       index = CapabilityIndex.new([{"a.*", :z}, {"a.**", :z}, {"**", :a}, {"a.b", :m}])
-      assert CapabilityIndex.lookup(index, "a.b") == [:a, :m, :z]
+      assert CapabilityIndex.lookup(index, "a.b") == [:z, :a, :m]
+    end
+
+    test "orders results by when each value entered the index" do
+      index =
+        Enum.reduce([{"**", 3}, {"a.b", 1}, {"a.*", 2}, {"a.**", 1}], CapabilityIndex.new(), fn
+          {p, v}, acc -> CapabilityIndex.put(acc, p, v)
+        end)
+
+      assert CapabilityIndex.lookup(index, "a.b") == [3, 1, 2]
+
+      # A value keeps its place while it holds any pattern ...
+      index = CapabilityIndex.delete(index, "a.b", 1)
+      assert CapabilityIndex.lookup(index, "a.b") == [3, 1, 2]
+
+      # ... and goes to the back when it leaves and comes back.
+      index = index |> CapabilityIndex.delete_value(3) |> CapabilityIndex.put("a.b", 3)
+      assert CapabilityIndex.lookup(index, "a.b") == [1, 2, 3]
+    end
+
+    test "tells values apart with ===" do
+      index = CapabilityIndex.new([{"a", 1}, {"a", 1.0}])
+      assert CapabilityIndex.size(index) == 2
+      assert CapabilityIndex.lookup(index, "a") == [1, 1.0]
+      assert index |> CapabilityIndex.delete("a", 1.0) |> CapabilityIndex.lookup("a") == [1]
     end
 
     test "an invalid type matches nothing" do
@@ -107,7 +131,7 @@ defmodule Jido.Distributed.CapabilityIndexTest do
 
       assert CapabilityIndex.size(emptied) == 0
       assert emptied.root == CapabilityIndex.new().root
-      assert emptied.by_value == %{}
+      assert emptied.values == %{}
 
       emptied = Enum.reduce(1..5, index, &CapabilityIndex.delete_value(&2, &1))
       assert emptied.root == CapabilityIndex.new().root
@@ -148,9 +172,9 @@ defmodule Jido.Distributed.CapabilityIndexTest do
     test "lookup/2 equals filtering every pair with Pattern.match?/2" do
       :rand.seed(:exsss, {2024, 5, 17})
 
-      Enum.reduce(1..40, {CapabilityIndex.new(), MapSet.new()}, fn round, {index, model} ->
+      Enum.reduce(1..40, {CapabilityIndex.new(), new_model()}, fn round, {index, model} ->
         {index, model} = mutate(index, model, 60)
-        assert CapabilityIndex.size(index) == MapSet.size(model), "round #{round}"
+        assert CapabilityIndex.size(index) == MapSet.size(model.pairs), "round #{round}"
 
         for _ <- 1..100 do
           type = random_type()
@@ -164,35 +188,56 @@ defmodule Jido.Distributed.CapabilityIndexTest do
     # Random puts, deletes of present and absent pairs, and delete_value.
     defp mutate(index, model, steps) do
       Enum.reduce(1..steps, {index, model}, fn _, {index, model} ->
-        case {:rand.uniform(10), MapSet.size(model)} do
+        case {:rand.uniform(10), MapSet.size(model.pairs)} do
           {n, _} when n <= 6 ->
             {pattern, value} = {random_pattern(), :rand.uniform(30)}
-            {CapabilityIndex.put(index, pattern, value), MapSet.put(model, {pattern, value})}
+            {CapabilityIndex.put(index, pattern, value), model_put(model, pattern, value)}
 
           {n, size} when n <= 8 and size > 0 ->
-            {pattern, value} = Enum.random(model)
+            {pattern, value} = Enum.random(model.pairs)
 
             {CapabilityIndex.delete(index, pattern, value),
-             MapSet.delete(model, {pattern, value})}
+             model_delete(model, [{pattern, value}])}
 
           {9, _} ->
             {pattern, value} = {random_pattern(), :rand.uniform(30)}
 
             {CapabilityIndex.delete(index, pattern, value),
-             MapSet.delete(model, {pattern, value})}
+             model_delete(model, [{pattern, value}])}
 
           _ ->
             value = :rand.uniform(30)
-            model = MapSet.reject(model, fn {_p, v} -> v == value end)
-            {CapabilityIndex.delete_value(index, value), model}
+            pairs = Enum.filter(model.pairs, fn {_p, v} -> v == value end)
+            {CapabilityIndex.delete_value(index, value), model_delete(model, pairs)}
         end
       end)
     end
 
+    # The model: the set of pairs, and for each value present the time it
+    # entered (when it got its first pattern since it last had none).
+    defp new_model, do: %{pairs: MapSet.new(), entered: %{}, clock: 0}
+
+    defp model_put(model, pattern, value) do
+      entered = Map.put_new(model.entered, value, model.clock)
+
+      %{
+        model
+        | pairs: MapSet.put(model.pairs, {pattern, value}),
+          entered: entered,
+          clock: model.clock + 1
+      }
+    end
+
+    defp model_delete(model, pairs) do
+      pairs = MapSet.difference(model.pairs, MapSet.new(pairs))
+      present = MapSet.new(pairs, fn {_p, v} -> v end)
+      %{model | pairs: pairs, entered: Map.take(model.entered, MapSet.to_list(present))}
+    end
+
     defp naive_lookup(model, type) do
-      for({pattern, value} <- model, Pattern.match?(pattern, type), do: value)
+      for({pattern, value} <- model.pairs, Pattern.match?(pattern, type), do: value)
       |> Enum.uniq()
-      |> Enum.sort()
+      |> Enum.sort_by(&Map.fetch!(model.entered, &1))
     end
 
     defp random_pattern do
