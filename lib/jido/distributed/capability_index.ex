@@ -88,8 +88,9 @@ defmodule Jido.Distributed.CapabilityIndex do
   @doc """
   Returns an index holding `entries`, a list of `{pattern, value}` pairs.
 
-  Faster than repeated `put/3` when many values share a pattern. Raises
-  `ArgumentError` if a pattern is invalid.
+  Builds in one pass, with one trie insertion per distinct pattern, so it is
+  faster than repeated `put/3`. Values are ordered by their first appearance
+  in `entries`. Raises `ArgumentError` if a pattern is invalid.
 
       iex> index = Jido.Distributed.CapabilityIndex.new([{"a.*", :y}, {"a.*", :x}, {"**", :y}])
       iex> Jido.Distributed.CapabilityIndex.size(index)
