@@ -726,15 +726,15 @@ defmodule Jido.Distributed.Test.Cluster do
   @spec reconnect(node()) :: boolean() | :ignored
   def reconnect(other) do
     :erlang.disconnect_node(other)
-    deadline = System.monotonic_time(:millisecond) + 5_000
-
-    Stream.repeatedly(fn ->
-      Process.sleep(10)
-      other in Node.list(:connected) and System.monotonic_time(:millisecond) < deadline
-    end)
-    |> Enum.find(&(!&1))
-
+    await_disconnect(other, System.monotonic_time(:millisecond) + 5_000)
     :net_kernel.connect_node(other)
+  end
+
+  defp await_disconnect(other, deadline) do
+    if other in Node.list(:connected) and System.monotonic_time(:millisecond) < deadline do
+      Process.sleep(10)
+      await_disconnect(other, deadline)
+    end
   end
 
   defp try_delete_override(x, y) do
