@@ -154,4 +154,28 @@ defmodule Jido.Distributed.Transport.DeliveryTest do
     assert :ok = Cluster.rpc(a, Jido.Distributed, :send, [collector, signal2])
     assert {:ok, _} = Collector.await_total([collector], 2, 10_000)
   end
+
+  test "a lone signal on an idle link goes out at once, without waiting for the linger time" do
+    [a, b] = start_cluster(2, env: [link: [linger_ms: 60_000]])
+    collector = Collector.start(b)
+    signal = %{id: "1", type: "t", data: %{sender: :a, seq: 1}}
+    assert :ok = Cluster.rpc(a, Jido.Distributed, :send, [collector, signal])
+    # It arrives long before the 60 s linger could expire.
+    assert {:ok, _} = Collector.await_total([collector], 1, 10_000)
+  end
+
+  test "a Link that crashes mid-stream loses and duplicates nothing" do
+    [a, b] = start_cluster(2)
+    collectors = start_collectors([b], 5)
+    [id] = run_senders([a], 1, collectors, 20_000, every: 200, pause_ms: 5)
+
+    for _ <- 1..3 do
+      Process.sleep(150)
+      {_, _, _, _, _, pid} = Cluster.rpc(a, Jido.Distributed.Transport.LinkStore, :lookup, [b])
+      Cluster.rpc(a, Process, :exit, [pid, :kill])
+    end
+
+    await_senders([id], 120_000)
+    assert_exactly_once_in_order(collectors, 20_000)
+  end
 end

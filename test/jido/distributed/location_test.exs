@@ -1,0 +1,11 @@
+defmodule Jido.Distributed.LocationTest do
+  use ExUnit.Case, async: true
+  doctest Jido.Distributed.Location
+
+  alias Jido.Distributed.Location
+
+  test "this node is :local and an unreachable node's labels are unknown" do
+    assert Location.class_of(node()) == :local
+    assert Location.of(:nobody@nowhere) == %{region: nil, zone: nil, rack: nil}
+  end
+end
