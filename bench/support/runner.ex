@@ -26,20 +26,21 @@ defmodule Jido.Distributed.Bench.Runner do
 
   ## How a job is measured
 
-  Each job runs in a fresh process of its own (the function's captured
-  inputs are copied there once, before anything is timed):
+  Jobs are interleaved in `:rounds` rounds (job A, B, C, then A, B, C
+  again, ...), so load from elsewhere on a shared machine spreads over all
+  of them. In each round a job runs in a fresh process of its own (the
+  function's captured inputs are copied there before anything is timed):
 
-    1. **warm-up** - the function is called repeatedly for `:warmup_ms`;
-       this also estimates the time per call;
+    1. **warm-up** - the function is called repeatedly for its share of
+       `:warmup_ms`; this also estimates the time per call;
     2. **batching** - if a call takes less than 50 µs, each sample times
        `inner` calls in a row so one sample lasts about 50 µs and clock
-       overhead stays small (the `inner` value is reported);
-    3. **samples** - after a garbage collection, samples are taken until
-       `:time_ms` has passed and at least `:min_samples` were taken (or
-       `:max_samples` is reached), each timed with the monotonic clock in
-       nanoseconds;
-    4. **memory** - unless `memory: false`, the function is called once in
-       each of `:memory_runs` further fresh processes whose garbage
+       overhead stays small (chosen in the first round, then kept; reported);
+    3. **samples** - after a garbage collection, samples are taken for the
+       round's share of `:time_ms` (and of `:min_samples`, or up to
+       `:max_samples`), each timed with the monotonic clock in nanoseconds;
+    4. **memory** - after all rounds, unless `memory: false`, the function
+       is called once in each of `:memory_runs` further fresh processes whose garbage
        collections are traced; see `Jido.Distributed.Bench.Result` for what
        is and is not counted.
 
@@ -57,7 +58,9 @@ defmodule Jido.Distributed.Bench.Runner do
       (`--quick` on the command line); default `false`.
     * `:warmup_ms` - warm-up per job; default 1000 (200 when quick).
     * `:time_ms` - sampling time per job; default 5000 (1000 when quick).
-    * `:min_samples` - default 5 (3 when quick).
+    * `:rounds` - how many interleaved rounds (see `run/2`); default 5 (2 when quick).
+    * `:min_samples` - at least this many samples per job over all rounds;
+      default 10 (4 when quick).
     * `:max_samples` - default 200_000.
     * `:memory` - measure memory; default `true`.
     * `:memory_runs` - default 3 (1 when quick).
@@ -79,6 +82,7 @@ defmodule Jido.Distributed.Bench.Runner do
           {:quick, boolean()}
           | {:warmup_ms, non_neg_integer()}
           | {:time_ms, non_neg_integer()}
+          | {:rounds, pos_integer()}
           | {:min_samples, pos_integer()}
           | {:max_samples, pos_integer()}
           | {:memory, boolean()}
@@ -129,8 +133,8 @@ defmodule Jido.Distributed.Bench.Runner do
 
     defaults =
       if quick,
-        do: %{warmup_ms: 200, time_ms: 1000, min_samples: 3, memory_runs: 1},
-        else: %{warmup_ms: 1000, time_ms: 5000, min_samples: 5, memory_runs: 3}
+        do: %{warmup_ms: 200, time_ms: 1000, rounds: 2, min_samples: 4, memory_runs: 1},
+        else: %{warmup_ms: 1000, time_ms: 5000, rounds: 5, min_samples: 10, memory_runs: 3}
 
     config =
       Map.merge(defaults, %{
@@ -150,30 +154,71 @@ defmodule Jido.Distributed.Bench.Runner do
   end
 
   @doc """
-  Runs the jobs one after another and returns one `Jido.Distributed.Bench.Result`
-  per job, in order.
+  Runs the jobs and returns one `Jido.Distributed.Bench.Result` per job, in
+  the jobs' order. Job names must be unique.
+
+  The jobs are interleaved: each of the `:rounds` rounds runs every job in
+  turn, in a fresh process, with `1/rounds` of the warm-up and sampling time,
+  so a burst of load from elsewhere on the machine is spread over all jobs
+  instead of falling on one. The samples of all rounds are pooled.
   """
   @spec run([job()], keyword()) :: [Result.t()]
   def run(jobs, opts \\ []) when is_list(jobs) and is_list(opts) do
     config = config(opts)
+    Enum.each(jobs, &check_job!/1)
+    names = Enum.map(jobs, &elem(&1, 0))
+
+    if dup = Enum.find(names, &(Enum.count(names, fn n -> n == &1 end) > 1)) do
+      raise ArgumentError, "job names must be unique, got #{inspect(dup)} twice"
+    end
+
+    rounds = config.rounds
+
+    round_config = %{
+      config
+      | warmup_ms: div(config.warmup_ms, rounds),
+        time_ms: div(config.time_ms, rounds),
+        min_samples: ceil_div(config.min_samples, rounds),
+        max_samples: ceil_div(config.max_samples, rounds)
+    }
+
+    timings =
+      Enum.reduce(1..rounds, %{}, fn round, acc ->
+        progress(config, "  round #{round}/#{rounds}")
+
+        Enum.reduce(jobs, acc, fn {name, fun}, acc ->
+          inner = acc[name] && acc[name].inner
+          timing = in_fresh_process(name, fn -> sample(fun, round_config, inner) end)
+          Map.update(acc, name, timing, &merge_timing(&1, timing))
+        end)
+      end)
 
     for {name, fun} <- jobs do
-      unless is_binary(name) and is_function(fun, 0) do
-        raise ArgumentError, "a job must be {name, zero-arity fun}, got: #{inspect({name, fun})}"
-      end
-
-      if config.progress, do: IO.write(:stderr, "  running #{name} ...\n")
-      measure(name, fun, config)
+      progress(config, "  memory #{name}")
+      result(name, fun, timings[name], config)
     end
   end
 
-  @doc """
-  Measures one function with an already resolved `config/1`.
-  """
-  @spec measure(String.t(), (() -> term()), map()) :: Result.t()
-  def measure(name, fun, config) when is_binary(name) and is_function(fun, 0) do
-    {samples, inner, calls, reductions} = in_fresh_process(name, fn -> sample(fun, config) end)
-    stats = Stats.summarize(samples)
+  defp check_job!({name, fun}) when is_binary(name) and is_function(fun, 0), do: :ok
+
+  defp check_job!(other) do
+    raise ArgumentError, "a job must be {name, zero-arity fun}, got: #{inspect(other)}"
+  end
+
+  defp progress(%{progress: true}, line), do: IO.write(:stderr, line <> "\n")
+  defp progress(_config, _line), do: :ok
+
+  defp merge_timing(a, b) do
+    %{
+      a
+      | samples: a.samples ++ b.samples,
+        calls: a.calls + b.calls,
+        reductions: a.reductions + b.reductions
+    }
+  end
+
+  defp result(name, fun, timing, config) do
+    stats = Stats.summarize(timing.samples)
 
     memory =
       if config.memory do
@@ -183,12 +228,12 @@ defmodule Jido.Distributed.Bench.Runner do
 
     %Result{
       name: name,
-      samples: samples,
-      inner: inner,
-      calls: calls,
+      samples: timing.samples,
+      inner: timing.inner,
+      calls: timing.calls,
       stats: stats,
       ops_per_second: Stats.ops_per_second(max(stats.median, 1.0e-3)),
-      reductions_per_call: reductions / calls,
+      reductions_per_call: timing.reductions / timing.calls,
       memory: memory
     }
   end
@@ -318,9 +363,10 @@ defmodule Jido.Distributed.Bench.Runner do
 
   ## Measuring
 
-  defp sample(fun, config) do
+  # `inner` is nil in the first round, then the first round's choice.
+  defp sample(fun, config, inner) do
     per_call = warm_up(fun, config.warmup_ms)
-    inner = if per_call >= @batch_ns, do: 1, else: max(1, ceil_div(@batch_ns, max(per_call, 1)))
+    inner = inner || if per_call >= @batch_ns, do: 1, else: ceil_div(@batch_ns, max(per_call, 1))
     :erlang.garbage_collect()
 
     {:reductions, r0} = Process.info(self(), :reductions)
@@ -328,8 +374,12 @@ defmodule Jido.Distributed.Bench.Runner do
     samples = take_samples(fun, inner, deadline, config, 0, [])
     {:reductions, r1} = Process.info(self(), :reductions)
 
-    calls = length(samples) * inner
-    {Enum.reverse(samples), inner, calls, r1 - r0}
+    %{
+      samples: Enum.reverse(samples),
+      inner: inner,
+      calls: length(samples) * inner,
+      reductions: r1 - r0
+    }
   end
 
   defp warm_up(fun, warmup_ms) do
@@ -451,12 +501,28 @@ defmodule Jido.Distributed.Bench.Runner do
   defp in_fresh_process(name, fun) do
     parent = self()
     ref = make_ref()
-    {pid, mref} = spawn_monitor(fn -> send(parent, {ref, fun.()}) end)
+    # Errors are sent back rather than left to crash the process, so they are
+    # reported once, by the caller, and not logged as a process crash too.
+    {pid, mref} =
+      spawn_monitor(fn ->
+        reply =
+          try do
+            {:ok, fun.()}
+          catch
+            kind, reason -> {:error, Exception.format(kind, reason, __STACKTRACE__)}
+          end
+
+        send(parent, {ref, reply})
+      end)
 
     receive do
-      {^ref, result} ->
+      {^ref, {:ok, result}} ->
         Process.demonitor(mref, [:flush])
         result
+
+      {^ref, {:error, formatted}} ->
+        Process.demonitor(mref, [:flush])
+        raise "benchmark #{inspect(name)} crashed: #{formatted}"
 
       {:DOWN, ^mref, :process, ^pid, reason} ->
         raise "benchmark #{inspect(name)} crashed: #{Exception.format_exit(reason)}"
@@ -480,7 +546,7 @@ defmodule Jido.Distributed.Bench.Runner do
        do: value
 
   defp check!(key, value)
-       when key in [:min_samples, :max_samples, :memory_runs] and is_integer(value) and
+       when key in [:rounds, :min_samples, :max_samples, :memory_runs] and is_integer(value) and
               value > 0,
        do: value
 

@@ -272,6 +272,21 @@ defmodule Jido.Distributed.BenchSupportTest do
       end
     end
 
+    test "rounds pool their samples; job names must be unique" do
+      opts = [rounds: 3, warmup_ms: 3, time_ms: 3, min_samples: 6, memory: false, progress: false]
+      [a, b] = Runner.run([{"a", fn -> :a end}, {"b", fn -> :b end}], opts)
+      assert a.stats.n >= 6 and b.stats.n >= 6
+      assert length(a.samples) == a.stats.n and a.calls == a.stats.n * a.inner
+
+      assert_raise ArgumentError, ~r/unique/, fn ->
+        Runner.run([{"a", fn -> :a end}, {"a", fn -> :b end}], opts)
+      end
+
+      assert_raise ArgumentError, ~r/a job must be/, fn ->
+        Runner.run([{:a, fn -> :a end}], opts)
+      end
+    end
+
     test "format_table aligns columns" do
       result = %Result{
         name: "a much longer name",
