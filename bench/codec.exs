@@ -11,6 +11,10 @@
 #   * plain     - :erlang.term_to_binary(signals), decoded with
 #                 :erlang.binary_to_term(&1, [:safe]).
 #
+# Two more frame rows split the encode cost: the frame without lz4
+# (compression: :none), and Frame.encode_binaries/1 on entries already in
+# external term format (lz4 + checksum + framing only).
+#
 # Prints a table and writes bench/results/codec.json.
 Code.require_file("support/load.exs", __DIR__)
 
@@ -23,6 +27,16 @@ defmodule CodecBench do
 
   def frame_encode(signals) do
     {:ok, frame} = Frame.encode(signals)
+    frame
+  end
+
+  def frame_encode_uncompressed(signals) do
+    {:ok, frame} = Frame.encode(signals, compression: :none)
+    frame
+  end
+
+  def frame_encode_binaries(entries) do
+    {:ok, frame} = Frame.encode_binaries(entries)
     frame
   end
 
@@ -54,6 +68,8 @@ plain = CodecBench.plain_encode(signals)
 ^signals = CodecBench.baseline_decode(baseline)
 ^signals = CodecBench.plain_decode(plain)
 {:ok, header} = Frame.header(frame)
+entries = Enum.map(signals, &:erlang.term_to_binary/1)
+^frame = CodecBench.frame_encode_binaries(entries)
 
 mode = if opts[:quick], do: "quick", else: "full"
 IO.puts("codec: #{count} standard signals, seed #{seed} (#{mode} run)")
@@ -63,6 +79,9 @@ results =
     [
       {"frame encode", fn -> CodecBench.frame_encode(signals) end},
       {"frame decode", fn -> CodecBench.frame_decode(frame) end},
+      {"frame encode, no lz4", fn -> CodecBench.frame_encode_uncompressed(signals) end},
+      {"frame encode_binaries (pre-encoded)",
+       fn -> CodecBench.frame_encode_binaries(entries) end},
       {"baseline encode (t2b compressed + base64)",
        fn -> CodecBench.baseline_encode(signals) end},
       {"baseline decode (base64 + b2t safe)", fn -> CodecBench.baseline_decode(baseline) end},
@@ -92,6 +111,9 @@ summary = %{
   "decode_p99_us_per_1000" => Float.round(p99_per_1000.("frame decode"), 1),
   "bytes_per_signal" => Float.round(per_signal.(frame), 2),
   "frame_raw_bytes_per_signal" => Float.round(header.raw_size / count, 2),
+  "uncompressed_encode_us_per_1000" => Float.round(per_1000.("frame encode, no lz4"), 1),
+  "encode_binaries_us_per_1000" =>
+    Float.round(per_1000.("frame encode_binaries (pre-encoded)"), 1),
   "baseline_encode_us_per_1000" => Float.round(baseline_encode, 1),
   "baseline_decode_us_per_1000" => Float.round(baseline_decode, 1),
   "baseline_bytes_per_signal" => Float.round(per_signal.(baseline), 2),
@@ -105,6 +127,7 @@ summary = %{
     "times are medians per call, scaled to 1000 signals; p99 by nearest rank",
     "speedup_vs_baseline = baseline encode time / frame encode time (decode likewise); > 1 means the frame is faster",
     "size_ratio_vs_baseline = frame bytes / baseline bytes; < 1 means the frame is smaller",
+    "uncompressed_encode = Frame.encode(signals, compression: :none); encode_binaries = Frame.encode_binaries/1 on entries already term_to_binary'd (their encoding not timed)",
     "baseline = term_to_binary(signals, [:compressed]) |> Base.encode64(); plain = term_to_binary(signals); both decoded with binary_to_term(_, [:safe])",
     "memory_bytes per result = process heap allocation (GC-traced) + off-heap binaries created, for one call"
   ]
