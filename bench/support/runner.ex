@@ -40,9 +40,9 @@ defmodule Jido.Distributed.Bench.Runner do
        round's share of `:time_ms` (and of `:min_samples`, or up to
        `:max_samples`), each timed with the monotonic clock in nanoseconds;
     4. **memory** - after all rounds, unless `memory: false`, the function
-       is called once in each of `:memory_runs` further fresh processes whose garbage
-       collections are traced; see `Jido.Distributed.Bench.Result` for what
-       is and is not counted.
+       is called once in each of `:memory_runs` further fresh processes
+       whose garbage collections are traced; see
+       `Jido.Distributed.Bench.Result` for what is and is not counted.
 
   Reported: median, p99 (nearest rank), mean, min, max, standard deviation,
   ops/s (from the median), reductions per call, memory per call.
@@ -64,7 +64,8 @@ defmodule Jido.Distributed.Bench.Runner do
     * `:max_samples` - default 200_000.
     * `:memory` - measure memory; default `true`.
     * `:memory_runs` - default 3 (1 when quick).
-    * `:progress` - print a line per job to stderr as it starts; default `true`.
+    * `:progress` - print a line to stderr as each round and each memory
+      measurement starts; default `true`.
     * `:dir` - where `write_json!/4` writes; default `bench/results`.
   """
 
@@ -93,7 +94,8 @@ defmodule Jido.Distributed.Bench.Runner do
   @doc """
   Parses a script's command line with `OptionParser`.
 
-  Always knows `--quick`, `--warmup MS`, `--time MS` and `--no-memory`;
+  Always knows `--quick`, `--warmup MS`, `--time MS`, `--rounds N` and
+  `--no-memory`;
   `extra` adds switches in `OptionParser`'s `:strict` form (for example
   `[seed: :integer]`). Returns a keyword list usable as runner options, with
   `:quick` always present. Unknown switches or stray arguments raise.
@@ -103,7 +105,9 @@ defmodule Jido.Distributed.Bench.Runner do
   """
   @spec parse_args!([String.t()], keyword()) :: keyword()
   def parse_args!(argv, extra \\ []) when is_list(argv) and is_list(extra) do
-    strict = [quick: :boolean, warmup: :integer, time: :integer, memory: :boolean] ++ extra
+    strict =
+      [quick: :boolean, warmup: :integer, time: :integer, rounds: :integer, memory: :boolean] ++
+        extra
 
     case OptionParser.parse!(argv, strict: strict) do
       {parsed, []} ->

@@ -229,6 +229,7 @@ defmodule Jido.Distributed.BenchSupportTest do
                [memory: false, quick: false, time_ms: 50, warmup_ms: 5]
 
       assert Runner.parse_args!(["--seed", "3"], seed: :integer) == [quick: false, seed: 3]
+      assert Runner.parse_args!(["--rounds", "2"]) |> Keyword.fetch!(:rounds) == 2
       assert_raise OptionParser.ParseError, fn -> Runner.parse_args!(["--bogus"]) end
       assert_raise OptionParser.ParseError, fn -> Runner.parse_args!(["stray"]) end
     end
