@@ -41,7 +41,11 @@ defmodule Jido.Distributed do
 
   @typedoc "Why a signal was not accepted."
   @type send_error ::
-          {:invalid_target, term()} | :buffer_full | :too_large | :not_distributed
+          {:invalid_target, term()}
+          | {:unknown_target, target()}
+          | :buffer_full
+          | :too_large
+          | :not_distributed
 
   @doc """
   Sends `signal` to `target`.
@@ -64,11 +68,34 @@ defmodule Jido.Distributed do
   """
   @spec send(target(), term(), keyword()) :: :ok | {:error, send_error()}
   def send(target, signal, opts \\ []) do
-    case dispatch([{target, signal}], opts) do
-      :ok -> :ok
-      {:error, [{_target_or_node, reason}]} -> {:error, reason}
+    message = Message.format(signal, Keyword.get(opts, :message_format, :signal))
+    deliver(target, message)
+  end
+
+  defp deliver(pid, message) when is_pid(pid) and node(pid) == node() do
+    Kernel.send(pid, message)
+    :ok
+  end
+
+  defp deliver(pid, message) when is_pid(pid),
+    do: Link.enqueue(node(pid), [:erlang.term_to_binary({pid, message})])
+
+  defp deliver({name, node} = target, message) when is_atom(name) and node == node() do
+    if Process.whereis(name) do
+      Kernel.send(name, message)
+      :ok
+    else
+      {:error, {:unknown_target, target}}
     end
   end
+
+  defp deliver({name, node} = target, message) when is_atom(name) and is_atom(node) do
+    if valid_node?(node),
+      do: Link.enqueue(node, [:erlang.term_to_binary({name, message})]),
+      else: {:error, {:invalid_target, target}}
+  end
+
+  defp deliver(target, _message), do: {:error, {:invalid_target, target}}
 
   @doc """
   Sends many signals, each to its target, in one pass: local ones directly,
@@ -97,11 +124,12 @@ defmodule Jido.Distributed do
       |> Optimizer.optimize_routing()
       |> Enum.reduce(failures, fn
         {:local, local}, acc ->
-          Enum.each(local, fn {target, signal} ->
-            Kernel.send(target, Message.format(signal, format))
+          Enum.reduce(local, acc, fn {target, signal}, acc ->
+            case deliver(target, Message.format(signal, format)) do
+              :ok -> acc
+              {:error, reason} -> [{target, reason} | acc]
+            end
           end)
-
-          acc
 
         {:remote, node, remote}, acc ->
           bins =
@@ -142,7 +170,14 @@ defmodule Jido.Distributed do
   def stats do
     links =
       for {node, buffer, _epoch, _notify, counters, _pid} <- LinkStore.rows(), into: %{} do
-        {node, Map.put(LinkStore.read_counters(counters), :buffer, LinkBuffer.stats(buffer))}
+        buffer = LinkBuffer.stats(buffer)
+
+        counters =
+          counters
+          |> LinkStore.read_counters()
+          |> Map.merge(%{signals: buffer.pushed_entries, buffer: buffer})
+
+        {node, counters}
       end
 
     %{links: links, receiver: Receiver.stats()}

@@ -3,12 +3,14 @@ defmodule Jido.Distributed.Test.Collector do
   A target process for delivery tests and benchmarks: it receives
   `{:signal, signal}` messages and checks them.
 
-  Signals should carry `data: %{sender: term, seq: integer}`; the collector
+  Signals should carry `data: %{sender: term, seq: integer}` (otherwise
+  they are told apart by `:id` and order is not checked); the collector
   counts what it received, counts distinct `{sender, seq}` pairs, and counts
   order violations (a seq not greater than the last one from the same
   sender), so exactly-once in-order delivery is `received == distinct ==
-  expected` with no violations. It also records the receive time of each
-  signal's `:sent_at` (monotonic native units, same host) to give latencies.
+  expected` with no violations. For signals whose data has `:sent_at`
+  (`:os.system_time(:microsecond)` when sent; the OS clock is shared by all
+  nodes on one host) it records the latency in microseconds.
   """
 
   @doc "Starts a collector on `node` (default: this node); returns its pid."
@@ -75,15 +77,15 @@ defmodule Jido.Distributed.Test.Collector do
   end
 
   defp record(state, signal) do
-    now = System.monotonic_time()
+    now = :os.system_time(:microsecond)
     data = Map.get(signal, :data, %{})
     sender = Map.get(data, :sender)
     seq = Map.get(data, :seq)
-    key = {sender, seq}
+    key = if seq, do: {sender, seq}, else: Map.get(signal, :id)
 
     violations =
       case state.last do
-        %{^sender => last} when seq <= last -> state.violations + 1
+        %{^sender => last} when seq != nil and seq <= last -> state.violations + 1
         _ -> state.violations
       end
 
@@ -109,7 +111,7 @@ defmodule Jido.Distributed.Test.Collector do
       distinct: MapSet.size(state.seen),
       violations: state.violations,
       senders: map_size(state.last),
-      latencies_native: state.latencies
+      latencies_us: state.latencies
     }
   end
 end

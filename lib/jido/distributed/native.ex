@@ -21,6 +21,7 @@ defmodule Jido.Distributed.Native do
 
   def buffer_new(_max_entries, _max_bytes, _overflow), do: :erlang.nif_error(:nif_not_loaded)
   def buffer_push(_buffer, _entries), do: :erlang.nif_error(:nif_not_loaded)
+  def buffer_push_one(_buffer, _entry), do: :erlang.nif_error(:nif_not_loaded)
   def buffer_take(_buffer, _max_entries, _max_bytes), do: :erlang.nif_error(:nif_not_loaded)
   def buffer_take_dirty(_buffer, _max_entries, _max_bytes), do: :erlang.nif_error(:nif_not_loaded)
   def buffer_ack(_buffer, _upto), do: :erlang.nif_error(:nif_not_loaded)

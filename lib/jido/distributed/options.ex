@@ -40,7 +40,7 @@ defmodule Jido.Distributed.Options do
         ],
         linger_ms: [
           type: :non_neg_integer,
-          default: 2,
+          default: 4,
           doc:
             "How long a busy link waits to fill a frame. A signal on an idle link " <>
               "(nothing flushed for this long) goes out at once."
@@ -103,7 +103,7 @@ defmodule Jido.Distributed.Options do
       keys: [
         ack_delay_ms: [
           type: :non_neg_integer,
-          default: 5,
+          default: 20,
           doc: "Acks are batched: at most one per origin node per this many ms..."
         ],
         ack_every: [

@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 
 use crate::error::FrameError;
+use crate::etf;
 use crate::frame::{self, Compression};
 
 /// What `push` does when the buffer is full.
@@ -45,6 +46,7 @@ pub struct Limits {
 struct Unacked {
     seq: u64,
     frame: Vec<u8>,
+    atoms: Vec<String>,
     entries: usize,
     raw_bytes: usize,
 }
@@ -54,8 +56,29 @@ struct Unacked {
 pub struct Taken {
     pub seq: u64,
     pub frame: Vec<u8>,
+    /// Distinct atom names in the frame's entries (see [`crate::etf`]);
+    /// empty when an entry is not in external term format.
+    pub atoms: Vec<String>,
     pub entries: usize,
     pub raw_bytes: usize,
+}
+
+/// Entries taken out of the pending queue for one frame, being encoded.
+#[derive(Debug)]
+pub struct Batch {
+    pub seq: u64,
+    pub entries: Vec<Vec<u8>>,
+    pub raw_bytes: usize,
+}
+
+/// Encodes a batch into a frame and lists the atoms of its entries.
+pub fn encode_batch(
+    batch: &Batch,
+    compression: Compression,
+) -> Result<(Vec<u8>, Vec<String>), FrameError> {
+    let frame = frame::encode(&batch.entries, compression)?;
+    let atoms = etf::distinct_atoms(&batch.entries).unwrap_or_default();
+    Ok((frame, atoms))
 }
 
 /// Counters describing a buffer.
@@ -69,6 +92,7 @@ pub struct Stats {
     pub next_seq: u64,
     pub acked_seq: u64,
     pub dropped_entries: u64,
+    pub pushed_entries: u64,
 }
 
 /// The buffer of one link.
@@ -83,6 +107,7 @@ pub struct LinkBuffer {
     next_seq: u64,
     acked_seq: u64,
     dropped_entries: u64,
+    pushed_entries: u64,
 }
 
 impl LinkBuffer {
@@ -98,6 +123,7 @@ impl LinkBuffer {
             next_seq: 1,
             acked_seq: 0,
             dropped_entries: 0,
+            pushed_entries: 0,
         }
     }
 
@@ -128,7 +154,15 @@ impl LinkBuffer {
                 Overflow::Reject => return Err(PushError::Full),
                 Overflow::DropOldest => {
                     while !self.fits(entries.len(), bytes) {
-                        dropped += self.drop_oldest();
+                        match self.drop_oldest() {
+                            // Only frames being encoded are left: nothing
+                            // can be dropped to make room right now.
+                            0 => {
+                                self.dropped_entries += dropped;
+                                return Err(PushError::Full);
+                            }
+                            n => dropped += n,
+                        }
                     }
                 }
             }
@@ -139,6 +173,7 @@ impl LinkBuffer {
             self.pending.push_back(entry.to_vec());
         }
         self.dropped_entries += dropped;
+        self.pushed_entries += entries.len() as u64;
         Ok((self.pending.len(), dropped))
     }
 
@@ -160,15 +195,33 @@ impl LinkBuffer {
     /// Frames up to `max_entries` pending entries (and at most `max_bytes` of
     /// them, but always at least one) under the next sequence number, and
     /// keeps the frame until it is acknowledged. `None` when nothing is
-    /// pending.
+    /// pending. Equivalent to [`begin_take`](Self::begin_take),
+    /// [`encode_batch`] and [`finish_take`](Self::finish_take).
     pub fn take_frame(
         &mut self,
         max_entries: usize,
         max_bytes: usize,
         compression: Compression,
     ) -> Result<Option<Taken>, FrameError> {
-        if self.pending.is_empty() {
+        let Some(batch) = self.begin_take(max_entries, max_bytes) else {
             return Ok(None);
+        };
+        match encode_batch(&batch, compression) {
+            Ok((frame, atoms)) => Ok(Some(self.finish_take(batch, frame, atoms))),
+            Err(err) => {
+                self.abort_take(batch);
+                Err(err)
+            }
+        }
+    }
+
+    /// Moves the next frame's entries out of the pending queue and reserves
+    /// its sequence number, so the (slow) encoding can run without holding
+    /// the buffer. The entries keep counting against the bounds as unacked.
+    /// Batches must be finished in the order they were begun.
+    pub fn begin_take(&mut self, max_entries: usize, max_bytes: usize) -> Option<Batch> {
+        if self.pending.is_empty() {
+            return None;
         }
         let mut count = 0usize;
         let mut raw_bytes = 0usize;
@@ -179,32 +232,57 @@ impl LinkBuffer {
             count += 1;
             raw_bytes += entry.len();
         }
-        let (front, back) = self.pending.as_slices();
-        let frame = if count <= front.len() {
-            frame::encode(&front[..count], compression)?
-        } else {
-            let mut all: Vec<&[u8]> = front.iter().map(Vec::as_slice).collect();
-            all.extend(back.iter().take(count - front.len()).map(Vec::as_slice));
-            frame::encode(&all, compression)?
-        };
-        self.pending.drain(..count);
+        let entries: Vec<Vec<u8>> = self.pending.drain(..count).collect();
         self.pending_bytes -= raw_bytes;
-        let seq = self.next_seq;
-        self.next_seq += 1;
         self.unacked_entries += count;
         self.unacked_bytes += raw_bytes;
-        self.unacked.push_back(Unacked {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        Some(Batch {
             seq,
-            frame: frame.clone(),
-            entries: count,
+            entries,
             raw_bytes,
-        });
-        Ok(Some(Taken {
-            seq,
+        })
+    }
+
+    /// Records the encoded frame of a begun batch as unacknowledged.
+    pub fn finish_take(&mut self, batch: Batch, frame: Vec<u8>, atoms: Vec<String>) -> Taken {
+        let entries = batch.entries.len();
+        let at = self
+            .unacked
+            .iter()
+            .rposition(|f| f.seq < batch.seq)
+            .map_or(0, |i| i + 1);
+        self.unacked.insert(
+            at,
+            Unacked {
+                seq: batch.seq,
+                frame: frame.clone(),
+                atoms: atoms.clone(),
+                entries,
+                raw_bytes: batch.raw_bytes,
+            },
+        );
+        Taken {
+            seq: batch.seq,
             frame,
-            entries: count,
-            raw_bytes,
-        }))
+            atoms,
+            entries,
+            raw_bytes: batch.raw_bytes,
+        }
+    }
+
+    /// Puts a begun batch's entries back at the front of the queue.
+    pub fn abort_take(&mut self, batch: Batch) {
+        self.unacked_entries -= batch.entries.len();
+        self.unacked_bytes -= batch.raw_bytes;
+        self.pending_bytes += batch.raw_bytes;
+        for entry in batch.entries.into_iter().rev() {
+            self.pending.push_front(entry);
+        }
+        if self.next_seq == batch.seq + 1 {
+            self.next_seq = batch.seq;
+        }
     }
 
     /// Releases every frame with a sequence number up to `upto`. Returns the
@@ -233,8 +311,10 @@ impl LinkBuffer {
     }
 
     /// The unacknowledged frames, oldest first, for retransmission.
-    pub fn unacked(&self) -> impl Iterator<Item = (u64, &[u8])> + '_ {
-        self.unacked.iter().map(|f| (f.seq, f.frame.as_slice()))
+    pub fn unacked(&self) -> impl Iterator<Item = (u64, &[u8], &[String])> + '_ {
+        self.unacked
+            .iter()
+            .map(|f| (f.seq, f.frame.as_slice(), f.atoms.as_slice()))
     }
 
     /// Current counters.
@@ -248,6 +328,7 @@ impl LinkBuffer {
             next_seq: self.next_seq,
             acked_seq: self.acked_seq,
             dropped_entries: self.dropped_entries,
+            pushed_entries: self.pushed_entries,
         }
     }
 }
@@ -305,7 +386,7 @@ mod tests {
         assert_eq!(b.base(), 1);
         assert_eq!(b.ack(2), 8);
         assert_eq!(b.base(), 3);
-        assert_eq!(b.unacked().map(|(s, _)| s).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(b.unacked().map(|(s, _, _)| s).collect::<Vec<_>>(), vec![3]);
         assert_eq!(b.ack(99), 2);
         assert_eq!(b.stats().acked_seq, 3);
         assert_eq!(b.base(), 4);

@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 
 use crate::atoms;
-use jido_core::buffer::{Limits, LinkBuffer, Overflow, PushError};
+use jido_core::buffer::{encode_batch, Limits, LinkBuffer, Overflow, PushError};
 use jido_core::frame::Compression;
 use rustler::{Atom, Binary, Encoder, Env, NewBinary, NifMap, ResourceArc, Term};
 
@@ -50,6 +50,13 @@ fn buffer_new(max_entries: usize, max_bytes: usize, overflow: Atom) -> ResourceA
 }
 
 #[rustler::nif]
+fn buffer_push_one(buf: ResourceArc<BufferResource>, entry: Binary) -> Result<(usize, u64), Atom> {
+    lock(&buf)
+        .push_many(&[entry.as_slice()])
+        .map_err(push_error)
+}
+
+#[rustler::nif]
 fn buffer_push(
     buf: ResourceArc<BufferResource>,
     entries: Vec<Binary>,
@@ -64,18 +71,30 @@ fn take<'a>(
     max_entries: usize,
     max_bytes: usize,
 ) -> Result<Term<'a>, Atom> {
-    let mut guard = lock(&buf);
-    let base = guard.base();
-    match guard
-        .take_frame(max_entries, max_bytes, Compression::Auto)
-        .map_err(atoms::frame_error)?
-    {
-        None => Ok(atoms::empty().to_term(env)),
-        Some(t) => {
-            // The base is the lowest seq still held, this frame included.
-            let base = base.min(t.seq);
-            let frame = to_binary(env, &t.frame);
-            Ok((t.seq, base, frame, t.entries, t.raw_bytes).encode(env))
+    let Some(batch) = lock(&buf).begin_take(max_entries, max_bytes) else {
+        return Ok(atoms::empty().to_term(env));
+    };
+    // Encode without holding the lock: callers keep pushing meanwhile.
+    match encode_batch(&batch, Compression::Auto) {
+        Ok((frame, atom_names)) => {
+            let mut guard = lock(&buf);
+            let taken = guard.finish_take(batch, frame, atom_names);
+            let base = guard.base();
+            drop(guard);
+            let frame = to_binary(env, &taken.frame);
+            Ok((
+                taken.seq,
+                base,
+                frame,
+                taken.atoms,
+                taken.entries,
+                taken.raw_bytes,
+            )
+                .encode(env))
+        }
+        Err(err) => {
+            lock(&buf).abort_take(batch);
+            Err(atoms::frame_error(err))
         }
     }
 }
@@ -111,11 +130,11 @@ fn buffer_ack(buf: ResourceArc<BufferResource>, upto: u64) -> (usize, u64) {
 fn buffer_unacked<'a>(
     env: Env<'a>,
     buf: ResourceArc<BufferResource>,
-) -> Result<Vec<(u64, Binary<'a>)>, Atom> {
+) -> Result<Vec<(u64, Binary<'a>, Vec<String>)>, Atom> {
     let guard = lock(&buf);
     Ok(guard
         .unacked()
-        .map(|(seq, frame)| (seq, to_binary(env, frame)))
+        .map(|(seq, frame, atoms)| (seq, to_binary(env, frame), atoms.to_vec()))
         .collect())
 }
 
@@ -131,6 +150,7 @@ pub struct BufferStats {
     acked_seq: u64,
     base_seq: u64,
     dropped_entries: u64,
+    pushed_entries: u64,
 }
 
 #[rustler::nif]
@@ -147,5 +167,6 @@ fn buffer_stats(buf: ResourceArc<BufferResource>) -> BufferStats {
         acked_seq: s.acked_seq,
         base_seq: guard.base(),
         dropped_entries: s.dropped_entries,
+        pushed_entries: s.pushed_entries,
     }
 }

@@ -93,7 +93,6 @@ defmodule Jido.Distributed.Transport.Link do
 
     case LinkBuffer.push(buffer, entries) do
       {:ok, pending, dropped} ->
-        :counters.add(counters, LinkStore.counter(:signals), count)
         if dropped > 0, do: report_overflow(node, counters, :dropped, dropped)
         wake(pid, notify, pending, count)
 
@@ -311,7 +310,7 @@ defmodule Jido.Distributed.Transport.Link do
         acc
 
       {:ok, taken} ->
-        send_frame(state, taken.seq, taken.base, taken.frame)
+        send_frame(state, taken.seq, taken.base, taken.frame, taken.atoms)
         c = state.counters
         :counters.add(c, LinkStore.counter(:frames), 1)
         :counters.add(c, LinkStore.counter(:raw_bytes), taken.raw_bytes)
@@ -326,10 +325,10 @@ defmodule Jido.Distributed.Transport.Link do
     end
   end
 
-  defp send_frame(state, seq, base, frame) do
+  defp send_frame(state, seq, base, frame, atoms) do
     :erlang.send(
       {Receiver, state.node},
-      {:jido_frame, node(), state.epoch, seq, base, frame},
+      {:jido_frame, node(), state.epoch, seq, base, frame, atoms},
       [:noconnect]
     )
   end
@@ -343,7 +342,9 @@ defmodule Jido.Distributed.Transport.Link do
 
       frames ->
         %{base_seq: base} = LinkBuffer.stats(state.buffer)
-        Enum.each(frames, fn {seq, frame} -> send_frame(state, seq, base, frame) end)
+
+        Enum.each(frames, fn {seq, frame, atoms} -> send_frame(state, seq, base, frame, atoms) end)
+
         :counters.add(state.counters, LinkStore.counter(:retransmits), length(frames))
 
         Telemetry.emit([:link, :retransmit], %{frames: length(frames)}, %{

@@ -4,7 +4,10 @@ defmodule Jido.Distributed.Transport.LinkBuffer do
 
   Holds entries (each one `{destination, message}` in external term format)
   until they are framed, and frames until the receiving node acknowledges
-  them. Because the storage is a NIF resource, it outlives the Link process
+  them. Each frame comes with the atoms its entries contain (see
+  `jido_core::etf`): the Link sends them in the same distribution message,
+  so the receiving node knows every atom before it decodes the frame with
+  `binary_to_term(_, [:safe])`, as plain distribution would. Because the storage is a NIF resource, it outlives the Link process
   that drains it: a crashed Link loses no accepted entry and no unacked frame.
 
   Bounds count pending entries and unacked frames together, by uncompressed
@@ -26,6 +29,7 @@ defmodule Jido.Distributed.Transport.LinkBuffer do
           seq: pos_integer(),
           base: pos_integer(),
           frame: binary(),
+          atoms: [atom()],
           entries: pos_integer(),
           raw_bytes: non_neg_integer()
         }
@@ -58,6 +62,13 @@ defmodule Jido.Distributed.Transport.LinkBuffer do
   """
   @spec push(t(), [binary()]) ::
           {:ok, non_neg_integer(), non_neg_integer()} | {:error, :buffer_full | :too_large}
+  def push(%__MODULE__{ref: ref}, [entry]) when is_binary(entry) do
+    case Native.buffer_push_one(ref, entry) do
+      {:ok, {pending, dropped}} -> {:ok, pending, dropped}
+      {:error, _} = error -> error
+    end
+  end
+
   def push(%__MODULE__{ref: ref}, entries) when is_list(entries) do
     case Native.buffer_push(ref, entries) do
       {:ok, {pending, dropped}} -> {:ok, pending, dropped}
@@ -81,8 +92,16 @@ defmodule Jido.Distributed.Transport.LinkBuffer do
       {:ok, :empty} ->
         :empty
 
-      {:ok, {seq, base, frame, entries, raw}} ->
-        {:ok, %{seq: seq, base: base, frame: frame, entries: entries, raw_bytes: raw}}
+      {:ok, {seq, base, frame, atoms, entries, raw}} ->
+        {:ok,
+         %{
+           seq: seq,
+           base: base,
+           frame: frame,
+           atoms: to_atoms(atoms),
+           entries: entries,
+           raw_bytes: raw
+         }}
     end
   end
 
@@ -91,12 +110,15 @@ defmodule Jido.Distributed.Transport.LinkBuffer do
   def ack(%__MODULE__{ref: ref}, upto) when is_integer(upto) and upto >= 0,
     do: Native.buffer_ack(ref, upto)
 
-  @doc "The unacknowledged frames, oldest first, as `{seq, frame}`."
-  @spec unacked(t()) :: [{pos_integer(), binary()}]
+  @doc "The unacknowledged frames, oldest first, as `{seq, frame, atoms}`."
+  @spec unacked(t()) :: [{pos_integer(), binary(), [atom()]}]
   def unacked(%__MODULE__{ref: ref}) do
     {:ok, frames} = Native.buffer_unacked(ref)
-    frames
+    for {seq, frame, atoms} <- frames, do: {seq, frame, to_atoms(atoms)}
   end
+
+  # The names come from entries encoded on this node, so the atoms exist.
+  defp to_atoms(names), do: Enum.map(names, &String.to_existing_atom/1)
 
   @doc "Counters: pending and unacked entries and bytes, sequence numbers, drops."
   @spec stats(t()) :: %{
@@ -108,7 +130,8 @@ defmodule Jido.Distributed.Transport.LinkBuffer do
           next_seq: pos_integer(),
           acked_seq: non_neg_integer(),
           base_seq: pos_integer(),
-          dropped_entries: non_neg_integer()
+          dropped_entries: non_neg_integer(),
+          pushed_entries: non_neg_integer()
         }
   def stats(%__MODULE__{ref: ref}), do: Native.buffer_stats(ref)
 end

@@ -26,7 +26,6 @@ defmodule Jido.Distributed.Transport.LinkStore do
   @links :jido_distributed_links
   @sessions :jido_distributed_sessions
   @counter_names [
-    :signals,
     :frames,
     :raw_bytes,
     :wire_bytes,

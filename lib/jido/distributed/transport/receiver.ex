@@ -96,7 +96,9 @@ defmodule Jido.Distributed.Transport.Receiver do
   end
 
   @impl true
-  def handle_info({:jido_frame, origin, epoch, seq, base, frame}, state)
+  # `_atoms` lists the atoms in the frame; receiving the message made the
+  # distribution layer create them, so the safe decode below accepts them.
+  def handle_info({:jido_frame, origin, epoch, seq, base, frame, _atoms}, state)
       when is_atom(origin) and is_integer(epoch) and is_integer(seq) and seq > 0 and
              is_integer(base) and base > 0 and base <= seq and is_binary(frame) do
     {:noreply, receive_frame(state, origin, epoch, seq, base, frame)}

@@ -128,10 +128,11 @@ defmodule Jido.Distributed.Transport.DeliveryTest do
 
     garbage = [
       :garbage,
-      {:jido_frame, a, 1, 1, 1, "not a frame"},
+      {:jido_frame, a, 1, 1, 1, "not a frame", []},
       {:jido_frame, a, before.origins[a].epoch, before.origins[a].delivered + 1, 1,
-       binary_part(valid_frame, 0, 20)},
-      {:jido_frame, "a", :x, -1, 0, 42},
+       binary_part(valid_frame, 0, 20), []},
+      {:jido_frame, "a", :x, -1, 0, 42, []},
+      {:jido_frame, a, 1, 1, 1, "old shape"},
       {:jido_ack, 1, 2, 3, 4}
     ]
 
@@ -177,5 +178,18 @@ defmodule Jido.Distributed.Transport.DeliveryTest do
 
     await_senders([id], 120_000)
     assert_exactly_once_in_order(collectors, 20_000)
+  end
+
+  test "signals carrying atoms the receiving node has never seen are delivered" do
+    [a, b] = start_cluster(2)
+    collector = Collector.start(b)
+    fresh = "jido_fresh_atom_#{System.unique_integer([:positive])}"
+
+    # Create the atom on `a` only, then send a signal with it from there.
+    key = Cluster.rpc(a, String, :to_atom, [fresh])
+    signal = %{id: "1", type: "t", data: %{sender: :a, seq: 1, extra: key}}
+    assert :ok = Cluster.rpc(a, Jido.Distributed, :send, [collector, signal])
+    assert {:ok, [%{received: 1}]} = Collector.await_total([collector], 1, 10_000)
+    assert Cluster.rpc(b, Jido.Distributed, :stats, []).receiver.counters.malformed == 0
   end
 end

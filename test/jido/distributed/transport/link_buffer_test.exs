@@ -16,9 +16,9 @@ defmodule Jido.Distributed.Transport.LinkBufferTest do
     assert :empty = LinkBuffer.take(buf, 4, 1_000_000)
     assert {:ok, [{:dest, 1}, {:dest, 2}, {:dest, 3}, {:dest, 4}]} = Frame.decode(f1)
 
-    assert [{1, ^f1}, {2, _}, {3, _}] = LinkBuffer.unacked(buf)
+    assert [{1, ^f1, [:dest]}, {2, _, _}, {3, _, _}] = LinkBuffer.unacked(buf)
     assert {8, 3} = LinkBuffer.ack(buf, 2)
-    assert [{3, _}] = LinkBuffer.unacked(buf)
+    assert [{3, _, _}] = LinkBuffer.unacked(buf)
     assert %{unacked_entries: 2, acked_seq: 2, base_seq: 3} = LinkBuffer.stats(buf)
   end
 

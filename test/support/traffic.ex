@@ -1,0 +1,140 @@
+defmodule Jido.Distributed.Test.Traffic do
+  @moduledoc """
+  Workloads for benchmarks and the demo, run on a sending node: the same
+  signals sent either with plain per-signal `send/2` (the baseline) or with
+  `Jido.Distributed.send/3`, paced or at full speed; an echo target for
+  round-trip latency; and counters read from the distribution sockets.
+  """
+
+  @typedoc "How signals travel: plain `send/2` per signal, or through jido_distributed."
+  @type mode :: :plain | :ours
+
+  @doc """
+  Sends `signals` round-robin to `targets` at `rate` signals per second (in
+  bursts once per millisecond), stamping `data.sent_at` with the OS clock.
+  Returns `{elapsed_us, refused}`.
+  """
+  @spec paced([pid()], [map()], pos_integer(), mode()) :: {non_neg_integer(), non_neg_integer()}
+  def paced(targets, signals, rate, mode) do
+    targets = List.to_tuple(targets)
+    start = System.monotonic_time(:microsecond)
+    per_ms = max(div(rate, 1000), 1)
+
+    refused =
+      signals
+      |> Enum.chunk_every(per_ms)
+      |> Enum.with_index()
+      |> Enum.reduce(0, fn {chunk, tick}, refused ->
+        wait_until(start + tick * 1_000)
+        refused + send_chunk(chunk, targets, tick * per_ms, mode)
+      end)
+
+    Jido.Distributed.flush(:all)
+    {System.monotonic_time(:microsecond) - start, refused}
+  end
+
+  @doc "Sends `signals` round-robin to `targets` as fast as possible. Returns `{elapsed_us, refused}`."
+  @spec burst([pid()], [map()], mode()) :: {non_neg_integer(), non_neg_integer()}
+  def burst(targets, signals, mode) do
+    start = System.monotonic_time(:microsecond)
+    refused = send_chunk(signals, List.to_tuple(targets), 0, mode)
+    if mode == :ours, do: Jido.Distributed.flush(:all)
+    {System.monotonic_time(:microsecond) - start, refused}
+  end
+
+  defp send_chunk(signals, targets, offset, mode) do
+    size = tuple_size(targets)
+
+    {_, refused} =
+      Enum.reduce(signals, {offset, 0}, fn signal, {i, refused} ->
+        target = elem(targets, rem(i, size))
+        signal = put_in(signal, [:data, :sent_at], :os.system_time(:microsecond))
+        {i + 1, refused + deliver(mode, target, signal)}
+      end)
+
+    refused
+  end
+
+  defp deliver(:plain, target, signal) do
+    send(target, {:signal, signal})
+    0
+  end
+
+  defp deliver(:ours, target, signal) do
+    case Jido.Distributed.send(target, signal) do
+      :ok -> 0
+      {:error, _} -> 1
+    end
+  end
+
+  defp wait_until(deadline_us) do
+    now = System.monotonic_time(:microsecond)
+
+    if deadline_us - now > 1_000 do
+      Process.sleep(div(deadline_us - now, 1_000))
+      wait_until(deadline_us)
+    end
+  end
+
+  @doc "Starts on `node` a target that answers `{:signal, %{data: %{reply_to: pid}}}` with `{:echo, id}`."
+  @spec start_echo(node()) :: pid()
+  def start_echo(node), do: Node.spawn(node, __MODULE__, :echo_loop, [])
+
+  @doc false
+  def echo_loop do
+    receive do
+      {:signal, %{id: id, data: %{reply_to: pid}}} ->
+        send(pid, {:echo, id})
+        echo_loop()
+
+      :stop ->
+        :ok
+
+      _ ->
+        echo_loop()
+    end
+  end
+
+  @doc """
+  Runs `trials` lone-signal round trips to `echo`, `gap_ms` apart (so the
+  link is idle before each), the request by `mode`, the reply by plain
+  send. Returns the round-trip times in microseconds.
+  """
+  @spec idle_round_trips(pid(), map(), mode(), pos_integer(), non_neg_integer()) :: [
+          non_neg_integer()
+        ]
+  def idle_round_trips(echo, signal, mode, trials, gap_ms) do
+    for trial <- 1..trials do
+      Process.sleep(gap_ms)
+      id = "#{signal.id}-#{mode}-#{trial}"
+      signal = %{signal | id: id, data: Map.put(signal.data, :reply_to, self())}
+      start = System.monotonic_time(:microsecond)
+      0 = deliver(mode, echo, signal)
+
+      receive do
+        {:echo, ^id} -> System.monotonic_time(:microsecond) - start
+      after
+        5_000 -> raise "echo #{id} timed out"
+      end
+    end
+  end
+
+  @doc """
+  Packets and bytes sent so far on this node's distribution sockets to
+  `nodes` (`:inet.getstat/2` `send_cnt` and `send_oct`), summed.
+  """
+  @spec dist_sent([node()]) :: %{packets: non_neg_integer(), bytes: non_neg_integer()}
+  def dist_sent(nodes) do
+    :erlang.system_info(:dist_ctrl)
+    |> Enum.filter(fn {node, _} -> node in nodes end)
+    |> Enum.reduce(%{packets: 0, bytes: 0}, fn {_node, port}, acc ->
+      case :inet.getstat(port, [:send_cnt, :send_oct]) do
+        {:ok, stats} ->
+          %{packets: acc.packets + stats[:send_cnt], bytes: acc.bytes + stats[:send_oct]}
+
+        _ ->
+          acc
+      end
+    end)
+  end
+end
