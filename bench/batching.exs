@@ -44,27 +44,6 @@ paced_signals = Enum.take(signals, paced_count)
 
 collectors = fn -> for node <- receivers, _ <- 1..10, do: Collector.start(node) end
 
-dist_sent = fn ->
-  sent = Cluster.rpc(sender, Traffic, :dist_sent, [receivers])
-  acks = Enum.map(receivers, &Cluster.rpc(&1, Traffic, :dist_sent, [[sender]]))
-
-  Enum.reduce(acks, sent, fn a, acc ->
-    %{packets: acc.packets + a.packets, bytes: acc.bytes + a.bytes}
-  end)
-end
-
-our_sends = fn ->
-  links = Cluster.rpc(sender, Jido.Distributed, :stats, []).links
-  frames = links |> Map.values() |> Enum.map(&(&1.frames + &1.retransmits)) |> Enum.sum()
-
-  acks =
-    receivers
-    |> Enum.map(&Cluster.rpc(&1, Jido.Distributed, :stats, []).receiver.counters.acks_sent)
-    |> Enum.sum()
-
-  frames + acks
-end
-
 await = fn targets, count ->
   case Collector.await_total(targets, count, 120_000) do
     {:ok, reports} ->
@@ -75,45 +54,26 @@ await = fn targets, count ->
   end
 end
 
-check_exactly_once = fn reports, count ->
-  received = Enum.sum(Enum.map(reports, & &1.received))
-  distinct = Enum.sum(Enum.map(reports, & &1.distinct))
-
-  unless received == count and distinct == count,
-    do: raise("delivery check failed: #{received}/#{distinct}/#{count}")
-end
-
 # --- paced at 10k/s ---------------------------------------------------------
 paced =
   for mode <- [:plain, :ours], into: %{} do
-    targets = collectors.()
-    before_dist = dist_sent.()
-    before_sends = our_sends.()
+    run = Traffic.run_paced(sender, receivers, paced_signals, rate, mode)
 
-    {elapsed_us, 0} =
-      Cluster.rpc(sender, Traffic, :paced, [targets, paced_signals, rate, mode], 120_000)
-
-    reports = await.(targets, paced_count)
-    Process.sleep(100)
-    check_exactly_once.(Enum.map(targets, &Collector.report/1), paced_count)
-    after_dist = dist_sent.()
-    sends = if mode == :plain, do: paced_count, else: our_sends.() - before_sends
-    latencies = reports |> Enum.flat_map(& &1.latencies_us) |> Enum.sort()
-    Enum.each(targets, &Collector.stop/1)
+    unless run.exactly_once,
+      do: raise("#{mode}: delivery check failed: #{inspect(Map.delete(run, :latencies_us))}")
 
     IO.puts(
-      "paced #{mode}: #{paced_count} signals in #{div(elapsed_us, 1000)} ms, " <>
-        "#{after_dist.packets - before_dist.packets} packets, #{after_dist.bytes - before_dist.bytes} bytes"
+      "paced #{mode}: #{paced_count} signals in #{div(run.elapsed_us, 1000)} ms, #{run.packets} packets, #{run.bytes} bytes"
     )
 
     {mode,
      %{
-       packets: after_dist.packets - before_dist.packets,
-       bytes: after_dist.bytes - before_dist.bytes,
-       sends: sends,
-       achieved_rate: paced_count * 1_000_000 / elapsed_us,
-       p50_ms: Stats.percentile(latencies, 50) / 1000,
-       p99_ms: Stats.percentile(latencies, 99) / 1000
+       packets: run.packets,
+       bytes: run.bytes,
+       sends: run.remote_sends,
+       achieved_rate: paced_count * 1_000_000 / run.elapsed_us,
+       p50_ms: Stats.percentile(run.latencies_us, 50) / 1000,
+       p99_ms: Stats.percentile(run.latencies_us, 99) / 1000
      }}
   end
 

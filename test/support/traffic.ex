@@ -137,4 +137,91 @@ defmodule Jido.Distributed.Test.Traffic do
       end
     end)
   end
+
+  @doc """
+  Runs one paced phase from the calling node: starts `per_node` collectors
+  on each receiver, has `sender` send `signals` to them at `rate` per
+  second by `mode`, waits for every delivery, checks exactly-once delivery,
+  and returns what crossed the network between the sender and the receivers:
+  distribution packets and bytes (both directions, so acks count), remote
+  sends, and send-to-delivery latencies (sorted, microseconds).
+  """
+  @spec run_paced(node(), [node()], [map()], pos_integer(), mode(), keyword()) :: map()
+  def run_paced(sender, receivers, signals, rate, mode, opts \\ []) do
+    alias Jido.Distributed.Test.{Cluster, Collector}
+
+    count = length(signals)
+
+    targets =
+      for node <- receivers, _ <- 1..Keyword.get(opts, :per_node, 10), do: Collector.start(node)
+
+    before_dist = cluster_dist_sent(sender, receivers)
+    before_sends = our_remote_sends(sender, receivers)
+
+    {elapsed_us, refused} =
+      Cluster.rpc(sender, __MODULE__, :paced, [targets, signals, rate, mode], 300_000)
+
+    {status, _} = Collector.await_total(targets, count, 120_000)
+    # Let late duplicates, if any, arrive before counting.
+    Process.sleep(100)
+    reports = Enum.map(targets, &Collector.report/1)
+    Enum.each(targets, &Collector.stop/1)
+    after_dist = cluster_dist_sent(sender, receivers)
+    sum = fn key -> reports |> Enum.map(&Map.fetch!(&1, key)) |> Enum.sum() end
+
+    %{
+      mode: mode,
+      signals: count,
+      delivered: sum.(:received),
+      distinct: sum.(:distinct),
+      exactly_once: status == :ok and sum.(:received) == count and sum.(:distinct) == count,
+      refused: refused,
+      elapsed_us: elapsed_us,
+      packets: after_dist.packets - before_dist.packets,
+      bytes: after_dist.bytes - before_dist.bytes,
+      remote_sends:
+        if(mode == :plain, do: count, else: our_remote_sends(sender, receivers) - before_sends),
+      latencies_us: reports |> Enum.flat_map(& &1.latencies_us) |> Enum.sort()
+    }
+  end
+
+  @doc "Distribution packets and bytes sent between `sender` and `receivers`, both ways."
+  @spec cluster_dist_sent(node(), [node()]) :: %{
+          packets: non_neg_integer(),
+          bytes: non_neg_integer()
+        }
+  def cluster_dist_sent(sender, receivers) do
+    alias Jido.Distributed.Test.Cluster
+
+    [Cluster.rpc(sender, __MODULE__, :dist_sent, [receivers])]
+    |> Enum.concat(Enum.map(receivers, &Cluster.rpc(&1, __MODULE__, :dist_sent, [[sender]])))
+    |> Enum.reduce(%{packets: 0, bytes: 0}, fn a, acc ->
+      %{packets: acc.packets + a.packets, bytes: acc.bytes + a.bytes}
+    end)
+  end
+
+  @doc "Frames (first sends and retransmits) from `sender` plus acks from `receivers`, so far."
+  @spec our_remote_sends(node(), [node()]) :: non_neg_integer()
+  def our_remote_sends(sender, receivers) do
+    alias Jido.Distributed.Test.Cluster
+
+    links = Cluster.rpc(sender, Jido.Distributed, :stats, []).links
+
+    frames =
+      receivers
+      |> Enum.map(fn node ->
+        case links do
+          %{^node => link} -> link.frames + link.retransmits
+          _ -> 0
+        end
+      end)
+      |> Enum.sum()
+
+    acks =
+      receivers
+      |> Enum.map(&Cluster.rpc(&1, Jido.Distributed, :stats, []).receiver.counters.acks_sent)
+      |> Enum.sum()
+
+    frames + acks
+  end
 end

@@ -1,0 +1,125 @@
+# The demo: a local 4-node cluster plus the relay C-node, the same workload
+# sent twice between the nodes, and what crossed the network each time.
+#
+#     make demo          (or: MIX_ENV=dev mix run --no-start bench/demo.exs [--signals N] [--rate R])
+#
+# Baseline: plain per-signal `send/2`. Then the same signals through
+# jido_distributed's batched, compressed, acknowledged links. Counts come
+# from the distribution sockets themselves (`:inet.getstat/2`).
+Code.require_file("support/load.exs", __DIR__)
+
+alias Jido.Distributed.Bench.{Signals, Stats}
+alias Jido.Distributed.Test.{Cluster, Traffic}
+
+{opts, _, _} = OptionParser.parse(System.argv(), strict: [signals: :integer, rate: :integer])
+count = Keyword.get(opts, :signals, 20_000)
+rate = Keyword.get(opts, :rate, 10_000)
+
+IO.puts("""
+jido_distributed demo
+=====================
+Starting 4 BEAM nodes (peer nodes on this machine) and the relay C-node...
+""")
+
+Cluster.ensure_distributed()
+{:ok, _} = Application.ensure_all_started(:jido_distributed)
+
+specs = [
+  [name: :orders, location: [region: "eu", zone: "eu-1"]],
+  [name: :billing, location: [region: "eu", zone: "eu-1"]],
+  [name: :shipping, location: [region: "eu", zone: "eu-2"]],
+  [name: :analytics, location: [region: "us", zone: "us-1"]]
+]
+
+nodes = [sender | receivers] = Cluster.start_nodes(specs)
+
+for {node, spec} <- Enum.zip(nodes, specs) do
+  IO.puts("  #{node}  #{inspect(spec[:location])}")
+end
+
+relay_name = "jido_relay_demo_#{System.unique_integer([:positive])}"
+{:ok, relay} = Jido.Distributed.Relay.start_link(name: relay_name)
+relay_node = Jido.Distributed.Relay.node_name(relay)
+relay_os_pid = Jido.Distributed.Relay.os_pid(relay)
+{:ok, rtt_us} = Jido.Distributed.Relay.ping(relay)
+
+IO.puts(
+  "\n  relay #{relay_node} (OS pid #{relay_os_pid}, hidden node): ping from here #{rtt_us} µs"
+)
+
+for node <- nodes do
+  case Cluster.rpc(node, Jido.Distributed.Relay, :ping_node, [relay_node]) do
+    {:ok, us} -> IO.puts("    ping from #{node}: #{us} µs")
+    {:error, reason} -> IO.puts("    ping from #{node}: failed (#{inspect(reason)})")
+  end
+end
+
+IO.puts(
+  "\nWorkload: #{count} standard signals (CloudEvents-shaped, ~620 bytes each) from #{sender}"
+)
+
+IO.puts("to 30 agents on the 3 other nodes, at #{rate} signals/s.\n")
+signals = Signals.batch(count, 1)
+
+runs =
+  for mode <- [:plain, :ours] do
+    label = if mode == :plain, do: "plain send/2", else: "jido_distributed"
+    IO.write("  running #{label}... ")
+    run = Traffic.run_paced(sender, receivers, signals, rate, mode)
+    IO.puts("done (#{run.delivered} delivered, exactly once: #{run.exactly_once})")
+    {mode, run}
+  end
+  |> Map.new()
+
+plain = runs.plain
+ours = runs.ours
+pct = fn a, b -> if b == 0, do: "-", else: "#{Float.round((1 - a / b) * 100, 1)}%" end
+ms = fn run, p -> "#{Float.round(Stats.percentile(run.latencies_us, p) / 1000, 2)} ms" end
+
+rows = [
+  {"remote sends (messages)", plain.remote_sends, ours.remote_sends},
+  {"distribution packets", plain.packets, ours.packets},
+  {"distribution bytes", plain.bytes, ours.bytes},
+  {"bytes per signal", div(plain.bytes, count), div(ours.bytes, count)}
+]
+
+IO.puts("\nWhat crossed the network (sender <-> receivers, both directions, acks included)")
+
+IO.puts(
+  String.pad_trailing("", 26) <>
+    String.pad_leading("plain send/2", 14) <>
+    String.pad_leading("batched", 12) <> String.pad_leading("saved", 9)
+)
+
+for {name, a, b} <- rows do
+  IO.puts(
+    String.pad_trailing(name, 26) <>
+      String.pad_leading(to_string(a), 14) <>
+      String.pad_leading(to_string(b), 12) <> String.pad_leading(pct.(b, a), 9)
+  )
+end
+
+IO.puts(
+  String.pad_trailing("latency p50 / p99", 26) <>
+    String.pad_leading("#{ms.(plain, 50)} / #{ms.(plain, 99)}", 24) <>
+    "   batched: #{ms.(ours, 50)} / #{ms.(ours, 99)}"
+)
+
+IO.puts(
+  "\nExactly-once, in-order delivery: plain #{plain.exactly_once}, batched #{ours.exactly_once}"
+)
+
+IO.puts("\nStopping the relay and the nodes...")
+GenServer.stop(relay)
+Cluster.stop_nodes(nodes)
+Process.sleep(200)
+
+leftover_relay = File.exists?("/proc/#{relay_os_pid}")
+leftover_nodes = Enum.filter(nodes, &(&1 in Node.list([:connected])))
+
+IO.puts(
+  "Left behind: relay process #{if leftover_relay, do: "STILL RUNNING", else: "none"}, peer nodes #{inspect(leftover_nodes)}"
+)
+
+unless plain.exactly_once and ours.exactly_once and not leftover_relay and leftover_nodes == [],
+  do: System.halt(1)
