@@ -1,4 +1,14 @@
 defmodule Jido.Distributed.Relay do
+  @option_docs Jido.Distributed.Options.schema()[:relay][:keys]
+               |> Enum.map_join(fn {key, spec} ->
+                 default =
+                   if spec[:default] == nil,
+                     do: "",
+                     else: " Defaults to `#{inspect(spec[:default])}`."
+
+                 "  * `#{inspect(key)}` - #{spec[:doc]}#{default}\n"
+               end)
+
   @moduledoc """
   Owns the relay C-node (`jido_relay`): starts it, watches it, restarts it.
 
@@ -29,7 +39,7 @@ defmodule Jido.Distributed.Relay do
 
   These are the keys of `config :jido_distributed, relay: [...]`:
 
-  #{Jido.Distributed.Options.schema()[:relay][:keys] |> Enum.map_join(fn {key, spec} -> "  * `#{inspect(key)}` - #{spec[:doc]}" <> if(spec[:default] == nil, do: "", else: " Defaults to `#{inspect(spec[:default])}`.") <> "\n" end)}
+  #{@option_docs}
   `start_link/1` also takes `:server_name`, the name to register this
   process under (`nil` for none). Defaults to `Jido.Distributed.Relay`.
   """
@@ -47,7 +57,7 @@ defmodule Jido.Distributed.Relay do
   @type server :: GenServer.server()
 
   @typedoc "Why a ping failed."
-  @type ping_error :: :timeout | :not_running | term()
+  @type ping_error :: :timeout | :not_running | {:ping_failed, term()}
 
   @doc false
   def child_spec(opts) do
@@ -141,7 +151,7 @@ defmodule Jido.Distributed.Relay do
 
     receive do
       {:DOWN, ^mref, :process, ^pid, {^tag, result}} -> result
-      {:DOWN, ^mref, :process, ^pid, reason} -> {:error, reason}
+      {:DOWN, ^mref, :process, ^pid, reason} -> {:error, {:ping_failed, reason}}
     end
   end
 
@@ -155,12 +165,16 @@ defmodule Jido.Distributed.Relay do
             "the :port option must be a port number (0..65535), got: #{inspect(config[:port])}"
     end
 
-    for key <- [:name, :host], value = config[key], value != nil do
-      unless value =~ ~r/\A[A-Za-z0-9_.\-]+\z/ do
-        raise ArgumentError,
-              "the #{inspect(key)} option must contain only letters, digits, " <>
-                "'_', '-' or '.', got: #{inspect(value)}"
-      end
+    unless config[:name] =~ ~r/\A[A-Za-z0-9_\-]+\z/ do
+      raise ArgumentError,
+            "the :name option must contain only letters, digits, '_' or '-', " <>
+              "got: #{inspect(config[:name])}"
+    end
+
+    if config[:host] && not (config[:host] =~ ~r/\A[A-Za-z0-9_.\-]+\z/) do
+      raise ArgumentError,
+            "the :host option must be a host name (letters, digits, '_', '-', '.'), " <>
+              "got: #{inspect(config[:host])}"
     end
 
     config
@@ -244,6 +258,13 @@ defmodule Jido.Distributed.Relay do
         Logger.error("cannot start jido_relay: #{inspect(reason)}")
         {:noreply, schedule_restart(state)}
     end
+  end
+
+  # The port itself failed (not a plain exit of the program, which arrives
+  # as :exit_status first).
+  def handle_info({:EXIT, port, reason}, %{port: port} = state) do
+    Logger.warning("jido_relay #{state.node} port failed: #{inspect(reason)}; restarting")
+    {:noreply, schedule_restart(state)}
   end
 
   # Exit signals and messages of ports already given up on.

@@ -123,6 +123,36 @@ defmodule Jido.Distributed.RelayTest do
     end
   end
 
+  describe "keep-alive" do
+    test "an idle connection survives a short net_ticktime" do
+      relay = start_relay!(tick_interval_ms: 300)
+
+      # Controlled over stdio: a 2 s net_ticktime would also cut this test
+      # node, which ticks every 15 s.
+      cookie = Atom.to_charlist(Node.get_cookie())
+
+      {:ok, peer, _node} =
+        :peer.start_link(%{
+          name: String.to_atom(unique("relay_peer")),
+          connection: :standard_io,
+          args: [~c"-setcookie", cookie, ~c"-kernel", ~c"net_ticktime", ~c"2"]
+        })
+
+      on_exit(fn -> stop_peer(peer) end)
+      :ok = :peer.call(peer, :code, :add_paths, [:code.get_path()])
+      assert :peer.call(peer, :net_kernel, :get_net_ticktime, []) == 2
+
+      assert {:ok, _} = :peer.call(peer, Relay, :ping_node, [relay.node, 5_000])
+      # Nothing but ticks (the relay's own every 300 ms, and its answers to
+      # the peer's) for over twice the tick time: in silence the peer would
+      # declare the relay down after ~2 s. The Rust tests check the relay's
+      # own ticks alone.
+      Process.sleep(4_500)
+      assert :peer.call(peer, Node, :list, [:hidden]) == [relay.node]
+      assert {:ok, _} = :peer.call(peer, Relay, :ping_node, [relay.node, 5_000])
+    end
+  end
+
   describe "cookies" do
     test "a wrong cookie is refused; the right-cookie nodes keep being served" do
       relay = start_relay!()
@@ -259,8 +289,12 @@ defmodule Jido.Distributed.RelayTest do
         Relay.start_link(port: 70_000)
       end
 
-      assert_raise ArgumentError, ~r/:name option must contain only .*got: "a@b"/, fn ->
-        Relay.start_link(name: "a@b")
+      assert_raise ArgumentError, ~r/:name option must contain only .*got: "a.b"/, fn ->
+        Relay.start_link(name: "a.b")
+      end
+
+      assert_raise ArgumentError, ~r/:host option must be a host name .*got: "a@b"/, fn ->
+        Relay.start_link(host: "a@b")
       end
 
       assert_raise ArgumentError, ~r/unknown option :bogus/, fn ->
