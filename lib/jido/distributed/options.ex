@@ -130,6 +130,21 @@ defmodule Jido.Distributed.Options do
           type: :pos_integer,
           default: 1_000,
           doc: "Delay before the relay process is started again after it dies."
+        ],
+        port: [
+          type: :non_neg_integer,
+          default: 0,
+          doc: "Distribution listen port of the relay; `0` picks a free port."
+        ],
+        startup_timeout_ms: [
+          type: :pos_integer,
+          default: 10_000,
+          doc: "How long to wait for the relay to register with epmd and report ready."
+        ],
+        log_level: [
+          type: {:in, [:error, :warning, :info, :debug]},
+          default: :info,
+          doc: "Most verbose relay log level forwarded to `Logger`."
         ]
       ],
       doc: "Start the relay C-node (`jido_relay`) when set; `nil` (default) leaves it off."
