@@ -2,7 +2,8 @@
 {_, 0} = System.cmd("epmd", ["-daemon"])
 
 unless Node.alive?() do
-  {:ok, _} = Node.start(:"jido_test_#{System.unique_integer([:positive])}", :shortnames)
+  # The OS pid keeps names apart when several test runs share a machine.
+  {:ok, _} = Node.start(:"jido_test_#{System.pid()}", :shortnames)
 end
 
 ExUnit.start(capture_log: true)
