@@ -6,5 +6,6 @@
 
 pub mod error;
 pub mod frame;
+pub mod tree;
 
 pub use error::FrameError;
