@@ -18,4 +18,6 @@ defmodule Jido.Distributed.Native do
   def frame_decode(_bin, _max), do: :erlang.nif_error(:nif_not_loaded)
   def frame_decode_dirty(_bin, _max), do: :erlang.nif_error(:nif_not_loaded)
   def frame_header(_bin), do: :erlang.nif_error(:nif_not_loaded)
+  def tree_plan(_members, _root, _fanout), do: :erlang.nif_error(:nif_not_loaded)
+  def tree_plan_dirty(_members, _root, _fanout), do: :erlang.nif_error(:nif_not_loaded)
 end

@@ -3,5 +3,6 @@
 
 mod atoms;
 mod frame;
+mod tree;
 
 rustler::init!("Elixir.Jido.Distributed.Native");
