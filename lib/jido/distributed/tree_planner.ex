@@ -68,8 +68,9 @@ defmodule Jido.Distributed.TreePlanner do
   @type error_reason :: :root_not_member | :duplicate_member
 
   @default_fanout 4
-  # Above this many members planning may take longer than a scheduler slice.
-  @dirty_members 2_000
+  # Above this many members a plan (decode, plan, build the nested tree)
+  # may take longer than a scheduler slice (about 1 ms).
+  @dirty_members 1_000
   @max_fanout 0xFFFFFFFF
 
   @doc """

@@ -8,8 +8,19 @@ use rustler::types::atom::nil;
 use rustler::{Atom, Encoder, Env, ListIterator, Term};
 use std::collections::HashMap;
 
-fn label(term: Term) -> Option<Term> {
-    (term.decode::<Atom>().ok() != Some(nil())).then_some(term)
+/// Interns labels: equal (identical) terms get the same id, `nil` none.
+/// The core then compares small integers, not terms.
+#[derive(Default)]
+struct Labels<'a>(HashMap<Term<'a>, u32>);
+
+impl<'a> Labels<'a> {
+    fn id(&mut self, term: Term<'a>) -> Option<u32> {
+        if term.decode::<Atom>().ok() == Some(nil()) {
+            return None;
+        }
+        let next = self.0.len() as u32;
+        Some(*self.0.entry(term).or_insert(next))
+    }
 }
 
 fn plan<'a>(
@@ -23,7 +34,8 @@ fn plan<'a>(
     }
     let fanout = u32::try_from(fanout).unwrap_or(u32::MAX);
     let mut nodes: Vec<Atom> = Vec::new();
-    let mut list: Vec<Member<Term<'a>>> = Vec::new();
+    let mut list: Vec<Member<u32>> = Vec::new();
+    let mut labels = Labels::default();
     let mut index: HashMap<Atom, u32> = HashMap::new();
     for term in members {
         let (node, region, zone, healthy): (Atom, Term, Term, bool) =
@@ -33,7 +45,7 @@ fn plan<'a>(
             return Err(atoms::duplicate_member());
         }
         nodes.push(node);
-        list.push(Member::new(label(region), label(zone), healthy));
+        list.push(Member::new(labels.id(region), labels.id(zone), healthy));
     }
     let root = *index.get(&root).ok_or_else(atoms::root_not_member)?;
     let tree = tree::plan(&list, root, fanout).map_err(atoms::plan_error)?;
@@ -42,11 +54,12 @@ fn plan<'a>(
     // in reverse finds every child's term ready.
     let mut built: Vec<Option<Term<'a>>> = vec![None; nodes.len()];
     for &v in tree.bfs().iter().rev() {
-        let children: Vec<Term<'a>> = tree
-            .children(v)
-            .iter()
-            .filter_map(|&c| built[c as usize].take())
-            .collect();
+        let mut children = Term::list_new_empty(env);
+        for &c in tree.children(v).iter().rev() {
+            if let Some(child) = built[c as usize].take() {
+                children = children.list_prepend(child);
+            }
+        }
         built[v as usize] = Some((nodes[v as usize], children).encode(env));
     }
     built[root as usize]

@@ -87,6 +87,14 @@ defmodule Jido.Distributed.TreePlannerTest do
     assert length(TreePlanner.nodes(tree)) == 400
   end
 
+  test "labels are compared exactly: 1 and 1.0, :eu and \"eu\" differ" do
+    members = [{:a@h, region: 1}, {:b@h, region: 1.0}, {:c@h, region: 1.0}, {:d@h, region: 1}]
+    assert {:ok, {:a@h, [{:b@h, [{:c@h, []}]}, {:d@h, []}]}} = TreePlanner.plan(members, :a@h)
+
+    members = [{:a@h, region: :eu}, {:b@h, region: "eu"}, {:c@h, region: "eu"}]
+    assert {:ok, {:a@h, [{:b@h, [{:c@h, []}]}]}} = TreePlanner.plan(members, :a@h)
+  end
+
   test "zones are entered once within their region" do
     members = for i <- 1..120, do: {node_name(i), region: rem(i, 2), zone: rem(div(i, 2), 3)}
 

@@ -142,18 +142,20 @@ impl<'m, L: Ord> Planner<'m, L> {
     /// Splits `nodes` by their label at `level`: the head's group first,
     /// then the others by first appearance. Each keeps input order.
     fn split(&self, level: usize, mut nodes: Vec<u32>, head: u32) -> Vec<Vec<u32>> {
+        // Only `Ord` is used, so a type whose `==` disagrees with `cmp`
+        // cannot split one group in two.
         let label = |v: u32| self.members[v as usize].label(level);
-        let head_label = label(head);
-        if nodes.iter().all(|&v| label(v) == head_label) {
+        let same = |a: u32, b: u32| label(a).cmp(&label(b)).is_eq();
+        if nodes.iter().all(|&v| same(v, head)) {
             return vec![nodes];
         }
         nodes.sort_by(|&a, &b| label(a).cmp(&label(b)));
         let mut groups: Vec<Vec<u32>> = nodes
-            .chunk_by(|&a, &b| label(a) == label(b))
+            .chunk_by(|&a, &b| same(a, b))
             .map(<[u32]>::to_vec)
             .collect();
         groups.sort_by_key(|g| g[0]);
-        if let Some(pos) = groups.iter().position(|g| label(g[0]) == head_label) {
+        if let Some(pos) = groups.iter().position(|g| same(g[0], head)) {
             let own = groups.remove(pos);
             groups.insert(0, own);
         }

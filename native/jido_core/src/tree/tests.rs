@@ -273,6 +273,35 @@ fn adopt_splices_children_into_the_parent() {
     assert_eq!(repaired.adopt(&[dead]).unwrap(), repaired);
 }
 
+/// A label whose `==` is stricter than its `cmp` (like Erlang terms: `1`
+/// and `1.0` compare equal but are not identical).
+#[derive(Debug, PartialEq, Eq)]
+struct Loose(u8, u8);
+
+impl PartialOrd for Loose {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Loose {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&other.0)
+    }
+}
+
+#[test]
+fn groups_follow_ord_not_eq() {
+    let members: Vec<Member<Loose>> = (0..30u8)
+        .map(|i| Member::new(Some(Loose(i % 3, i % 2)), None, true))
+        .collect();
+    let tree = plan(&members, 0, 2).unwrap();
+    assert_valid(&tree, 30, 0, 2);
+    let by_region = entries(&tree, |v| members[v as usize].region.as_ref().map(|l| l.0));
+    assert_eq!(by_region.len(), 3);
+    assert!(by_region.values().all(|&e| e == 1), "{by_region:?}");
+}
+
 #[test]
 fn same_input_same_tree() {
     let members = regions(&[10, 20, 30]);
