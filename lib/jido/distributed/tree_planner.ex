@@ -20,7 +20,10 @@ defmodule Jido.Distributed.TreePlanner do
     * unhealthy members are leaves whenever the healthy members can carry
       the others (`healthy · fanout ≥ n − 1`, the root counted healthy: it
       is the sender); otherwise the fewest possible unhealthy members become
-      interior nodes, below every healthy interior node;
+      interior nodes, none shallower than a healthy member. With labels this
+      holds within each region/zone group (a region that cannot be hung
+      under a healthy node may, as a last resort, make one more unhealthy
+      node interior);
     * members are grouped by region, and within a region by zone; each group
       is one connected subtree entered by exactly one edge, so a broadcast
       crosses into each region (and each zone) once. That edge starts in the

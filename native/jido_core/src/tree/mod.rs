@@ -20,17 +20,19 @@
 //!    `⌈log_fanout n⌉`; for `fanout == 1` the tree is a chain of depth `n − 1`.
 //!    Health flags never change the depth of an unlabelled tree.
 //! 4. **Unhealthy nodes are leaves** whenever healthy capacity allows. The
-//!    root is the sender, so its own health flag is ignored. Within a group
-//!    (see below) of `m` nodes of which `h` are healthy (the group's head
-//!    counted as healthy when it is the root), unhealthy nodes are never
-//!    interior if `h·fanout ≥ m − 1`; otherwise exactly
+//!    root is the sender, so its own health flag is ignored. Within an
+//!    innermost group (members sharing region and zone, see 5) of `m` nodes
+//!    of which `h` are healthy (the root counted healthy), unhealthy nodes
+//!    are never interior if `h·fanout ≥ m − 1`; otherwise exactly
 //!    `⌈(m − 1)/fanout⌉ − h` of them are promoted to interior nodes — the
-//!    fewest possible without exceeding the fanout — and they are placed
-//!    deeper than every healthy interior node of the group, so they carry the
+//!    fewest possible without exceeding the fanout — and none of them is
+//!    shallower than a healthy member of the group, so they carry the
 //!    smallest subtrees. For an unlabelled cluster the group is the whole
-//!    cluster: no unhealthy node is interior iff
-//!    `healthy·fanout ≥ n − 1`, otherwise exactly
-//!    `⌈(n − 1)/fanout⌉ − healthy` are.
+//!    cluster: no unhealthy node is interior iff `healthy·fanout ≥ n − 1`,
+//!    otherwise exactly `⌈(n − 1)/fanout⌉ − healthy` are. With labels, one
+//!    more case: a head that does not fit where it should hang (see 6) goes
+//!    under a healthy node's free slot if one is in reach, and only failing
+//!    that makes one unhealthy leaf interior.
 //! 5. **Each location boundary is crossed once**: members are grouped by
 //!    region, and within a region by zone. A missing label is a label value
 //!    of its own: all members without a region form one region group (and

@@ -194,8 +194,12 @@ impl<'m, L: Ord> Planner<'m, L> {
         }
         let capacity = (1 + providers.len()).saturating_mul(f) - (m - 1);
 
-        // Narrow scopes first: a group's own subgroups before outer groups.
-        items.sort_by(|a, b| (b.scope, b.height, a.seq).cmp(&(a.scope, a.height, b.seq)));
+        // Narrow scopes first: a group's own subgroups before outer groups
+        // (so an outer head never takes a slot an inner one needs). Then
+        // healthy heads, which bring free slots for any overflow, then the
+        // tallest.
+        let key = |item: &Item| (item.scope, self.healthy(item.head), item.height);
+        items.sort_by(|a, b| key(b).cmp(&key(a)).then(a.seq.cmp(&b.seq)));
         let overflow = items.split_off(items.len().min(capacity));
         let mut fitted = items;
         fitted.sort_by_key(|item| Reverse(item.height));

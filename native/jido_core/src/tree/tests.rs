@@ -234,6 +234,21 @@ fn zones_are_entered_once_within_their_region() {
 }
 
 #[test]
+fn overflowing_heads_prefer_healthy_slots() {
+    // The root's zone has room for one zone head; the healthy one goes
+    // first so the unhealthy one can hang under it instead of leading.
+    let members = vec![
+        Member::new(Some(0), Some(0), true),
+        Member::new(Some(0), Some(1), false),
+        Member::new(Some(0), Some(2), true),
+    ];
+    let tree = plan(&members, 0, 1).unwrap();
+    assert_valid(&tree, 3, 0, 1);
+    assert_eq!(tree.bfs(), &[0, 2, 1]);
+    assert_eq!(interior_unhealthy(&tree, &members), 0);
+}
+
+#[test]
 fn children_come_deepest_subtree_first() {
     let members = regions(&[2, 40]);
     let tree = plan(&members, 0, 4).unwrap();
