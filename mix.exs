@@ -29,6 +29,9 @@ defmodule Mix.Tasks.Compile.JidoNative do
         install!(Path.join([target_dir(root), "release", src]), Path.join(priv, dest))
       end
 
+      # Link priv/ into _build now: modules loaded while the Elixir compiler
+      # runs find the NIF there (Mix would link it only afterwards).
+      Mix.Project.build_structure()
       {:ok, []}
     else
       {:noop, []}

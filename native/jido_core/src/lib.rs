@@ -9,5 +9,6 @@ pub mod dictionary;
 pub mod error;
 pub mod etf;
 pub mod frame;
+pub mod tree;
 
 pub use error::FrameError;

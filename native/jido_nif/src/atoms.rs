@@ -19,6 +19,13 @@ rustler::atoms! {
     buffer_full,
     drop_oldest,
     empty,
+    bad_fanout,
+    bad_member,
+    duplicate_member,
+    root_not_member,
+    too_many_members,
+    root_removed,
+    unknown_node,
 }
 
 /// The Elixir error atom for a core frame error.
@@ -34,5 +41,17 @@ pub fn frame_error(err: jido_core::FrameError) -> rustler::Atom {
         TooLarge => too_large(),
         CorruptPayload => corrupt_payload(),
         BadEntry => bad_entry(),
+    }
+}
+
+/// The Elixir error atom for a core tree planning error.
+pub fn plan_error(err: jido_core::tree::PlanError) -> rustler::Atom {
+    use jido_core::tree::PlanError::*;
+    match err {
+        BadFanout => bad_fanout(),
+        RootNotMember => root_not_member(),
+        TooManyMembers => too_many_members(),
+        RootRemoved => root_removed(),
+        UnknownNode => unknown_node(),
     }
 }

@@ -4,5 +4,6 @@
 mod atoms;
 mod buffer;
 mod frame;
+mod tree;
 
 rustler::init!("Elixir.Jido.Distributed.Native");
