@@ -18,7 +18,6 @@ defmodule Jido.Distributed.Native do
   def frame_decode(_bin, _max), do: :erlang.nif_error(:nif_not_loaded)
   def frame_decode_dirty(_bin, _max), do: :erlang.nif_error(:nif_not_loaded)
   def frame_header(_bin), do: :erlang.nif_error(:nif_not_loaded)
-<<<<<<< HEAD
 
   def buffer_new(_max_entries, _max_bytes, _overflow), do: :erlang.nif_error(:nif_not_loaded)
   def buffer_push(_buffer, _entries), do: :erlang.nif_error(:nif_not_loaded)
@@ -28,8 +27,6 @@ defmodule Jido.Distributed.Native do
   def buffer_ack(_buffer, _upto), do: :erlang.nif_error(:nif_not_loaded)
   def buffer_unacked(_buffer), do: :erlang.nif_error(:nif_not_loaded)
   def buffer_stats(_buffer), do: :erlang.nif_error(:nif_not_loaded)
-=======
   def tree_plan(_members, _root, _fanout), do: :erlang.nif_error(:nif_not_loaded)
   def tree_plan_dirty(_members, _root, _fanout), do: :erlang.nif_error(:nif_not_loaded)
->>>>>>> tree
 end
