@@ -38,7 +38,7 @@ for {node, spec} <- Enum.zip(nodes, specs) do
 end
 
 relay_name = "jido_relay_demo_#{System.unique_integer([:positive])}"
-{:ok, relay} = Jido.Distributed.Relay.start_link(name: relay_name)
+{:ok, relay} = Jido.Distributed.Relay.start_link(name: relay_name, log_level: :warning)
 relay_node = Jido.Distributed.Relay.node_name(relay)
 relay_os_pid = Jido.Distributed.Relay.os_pid(relay)
 {:ok, rtt_us} = Jido.Distributed.Relay.ping(relay)
