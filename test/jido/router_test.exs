@@ -7,16 +7,21 @@ defmodule Jido.RouterTest do
   alias Jido.Distributed.Directory
   alias Jido.Router
 
-  @b :"b@host"
-  @c :"c@host"
-  @d :"d@host"
+  @b :b@host
+  @c :c@host
+  @d :d@host
 
   # b: same zone, c: same region, d: other region.
   @classes %{@b => :same_zone, @c => :same_region, @d => :remote}
 
   defp opts(extra \\ []) do
     Keyword.merge(
-      [local_node: :"me@host", nodes: [@b, @c, @d], weights: %{}, class_of: &Map.fetch!(@classes, &1)],
+      [
+        local_node: :me@host,
+        nodes: [@b, @c, @d],
+        weights: %{},
+        class_of: &Map.fetch!(@classes, &1)
+      ],
       extra
     )
   end
@@ -39,7 +44,7 @@ defmodule Jido.RouterTest do
       agents = [
         agent("far", @d, ["a.*"], 0),
         agent("near", @b, ["a.*"], 0),
-        agent("here", :"me@host", ["a.**"], 1_000)
+        agent("here", :me@host, ["a.**"], 1_000)
       ]
 
       assert {:local, %{id: "here"}} = Router.route_with_locality(sig("a.x"), agents, opts())
@@ -48,7 +53,7 @@ defmodule Jido.RouterTest do
 
     test "remote agents rank by reachability, then distance class, then load" do
       agents = [
-        agent("unreachable", :"gone@host", ["t"], 0),
+        agent("unreachable", :gone@host, ["t"], 0),
         agent("region-idle", @c, ["t"], 0),
         agent("zone-busy", @b, ["t"], 50),
         agent("zone-idle", @b, ["t"], 1),
@@ -62,7 +67,7 @@ defmodule Jido.RouterTest do
     end
 
     test "an unreachable node is chosen only when nothing else is capable" do
-      agents = [agent("lost", :"gone@host", ["t"]), agent("other", @d, ["u"])]
+      agents = [agent("lost", :gone@host, ["t"]), agent("other", @d, ["u"])]
       assert {:remote, %{id: "lost"}} = Router.route_with_locality(sig("t"), agents, opts())
     end
 
@@ -76,11 +81,11 @@ defmodule Jido.RouterTest do
                ["far", "region", "zone"]
 
       # A finite weight makes a node not in Node.list() reachable (a relay).
-      relayed = [agent("relayed", :"gone@host", ["t"]), agent("lost", :"lost@host", ["t"])]
+      relayed = [agent("relayed", :gone@host, ["t"]), agent("lost", :lost@host, ["t"])]
 
       assert ids(
                Router.rank(sig("t"), relayed,
-                 weights: %{:"gone@host" => 3},
+                 weights: %{:gone@host => 3},
                  nodes: [],
                  class_of: fn _ -> :remote end
                )
@@ -88,7 +93,7 @@ defmodule Jido.RouterTest do
     end
 
     test "class_of is never called for an unreachable node" do
-      agents = [agent("lost", :"gone@host", ["t"])]
+      agents = [agent("lost", :gone@host, ["t"])]
       class_of = fn node -> flunk("class_of called for #{node}") end
       assert [_] = Router.rank(sig("t"), agents, opts(class_of: class_of))
     end
@@ -116,7 +121,7 @@ defmodule Jido.RouterTest do
     end
 
     test "local ties spread too, and the least loaded local agent wins" do
-      me = :"me@host"
+      me = :me@host
       agents = [agent("l1", me, ["t"], 2), agent("l2", me, ["t"], 2), agent("l3", me, ["t"], 5)]
 
       picks =
@@ -159,7 +164,7 @@ defmodule Jido.RouterTest do
       assert Router.routing_weights() == %{@c => :infinity, @d => 2.5}
       assert Router.weight(@c) == :infinity
       assert Router.weight(node()) == 0
-      assert Router.weight(:"nobody@nowhere") == :infinity
+      assert Router.weight(:nobody@nowhere) == :infinity
       :ok = Router.update_routing_weights(%{@b => 0}, replace: true)
       assert Router.routing_weights() == %{@b => 0}
 

@@ -144,11 +144,11 @@ defmodule Jido.Distributed.DirectoryTest do
   end
 
   test "route_and_send with an explicit list", %{prefix: p} do
-    agents = [%{id: "#{p}-x", name: :nobody, node: :"far@host", capabilities: ["#{p}.*"]}]
+    agents = [%{id: "#{p}-x", name: :nobody, node: :far@host, capabilities: ["#{p}.*"]}]
 
     assert {:error, {:no_address, _}} =
              Jido.Distributed.route_and_send(%{id: 1, type: "#{p}.t"},
-               agents: [%{id: "#{p}-n", node: :"far@host", capabilities: ["#{p}.*"]}]
+               agents: [%{id: "#{p}-n", node: :far@host, capabilities: ["#{p}.*"]}]
              )
 
     me = %{id: "#{p}-me", pid: self(), capabilities: ["#{p}.t"]}
