@@ -17,10 +17,10 @@ defmodule Jido.Router do
   agents the choice is:
 
     1. **local** - an agent on this node, if there is one: `{:local, agent}`.
-       Among several, the least loaded; ties are broken by
-       `:erlang.phash2({signal.id, agent.id})`, smallest first, so that
-       equal agents share the signals, and a given signal always goes to the
-       same one.
+       Among several, the least loaded; ties are broken by a hash of the
+       signal id and the agent id (`:erlang.phash2/1` of each, mixed),
+       smallest first, so that equal agents share the signals, and a given
+       signal always goes to the same one.
     2. otherwise `{:remote, agent}`, ranked by, in order:
        * **weight** of its node (see `update_routing_weights/2`): a node
          without an explicit weight weighs `0` when connected (in
@@ -87,14 +87,14 @@ defmodule Jido.Router do
     with {trie, loads, classes} <- Directory.view(),
          %{type: type} when is_binary(type) <- signal do
       keys = [type | CapabilityIndex.lookup(trie, type)]
-      sid = Map.get(signal, :id)
+      sh = :erlang.phash2(Map.get(signal, :id))
 
-      case best_local(keys, Store.local(), loads, sid, nil) do
-        {_load, _hash, row} ->
+      case best_local(keys, Store.local(), loads, sh, nil) do
+        {_load, _tie, row} ->
           {:local, describe(row, loads)}
 
         nil ->
-          case best_remote(keys, Store.remote(), loads, sid, classes) do
+          case best_remote(keys, Store.remote(), loads, sh, classes) do
             nil -> {:error, :no_capable_agent}
             row -> {:remote, describe(row, loads)}
           end
@@ -160,7 +160,7 @@ defmodule Jido.Router do
   @spec rank(map(), [agent()], keyword()) :: [agent()]
   def rank(signal, agents, opts \\ []) when is_list(agents) do
     type = Map.get(signal, :type)
-    sid = Map.get(signal, :id)
+    sh = :erlang.phash2(Map.get(signal, :id))
     me = local_node(opts)
     nodes = Keyword.get_lazy(opts, :nodes, &Node.list/0)
     weights = Keyword.get_lazy(opts, :weights, &routing_weights/0)
@@ -169,7 +169,7 @@ defmodule Jido.Router do
     agents
     |> Enum.filter(&capable?(&1, type))
     |> Enum.map(fn agent ->
-      hash = :erlang.phash2({sid, agent.id})
+      hash = tie(sh, :erlang.phash2(agent.id))
       load = Map.get(agent, :load) || 0
       node = agent_node(agent)
 
@@ -309,6 +309,21 @@ defmodule Jido.Router do
     end
   end
 
+  @doc false
+  # The tie-break between equal agents: a well-mixed 32-bit function of the
+  # signal id's hash and the agent id's hash (`:erlang.phash2/1` of each), so
+  # a signal always picks the same agent among equals and different signals
+  # spread evenly over them. Cheaper than hashing the pair on the hot path,
+  # where the agent's hash is precomputed. (Arithmetic stays in small
+  # integers: inputs below 2^32, products below 2^59.)
+  @spec tie(non_neg_integer(), non_neg_integer()) :: non_neg_integer()
+  def tie(signal_hash, agent_hash) do
+    x = Bitwise.bxor(signal_hash, agent_hash)
+    x = Bitwise.band(Bitwise.bxor(Bitwise.bsr(x, 16), x) * 0x45D9F3B, 0xFFFFFFFF)
+    x = Bitwise.band(Bitwise.bxor(Bitwise.bsr(x, 16), x) * 0x45D9F3B, 0xFFFFFFFF)
+    Bitwise.bxor(Bitwise.bsr(x, 16), x)
+  end
+
   defp local_node(opts), do: Keyword.get(opts, :local_node, node())
 
   defp agent_node(%{node: node}) when is_atom(node) and node != nil, do: node
@@ -321,55 +336,55 @@ defmodule Jido.Router do
 
   # -- the Directory's hot path ---------------------------------------------------
   #
-  # Rows are {pattern, id, pid, slot}; `keys` are the signal type (for exact
-  # patterns) and the matching wildcard patterns. Loads are compared as their
-  # encoded bits (same order as the floats); the tie-break hash is computed
-  # only on ties.
+  # Rows are {pattern, id, pid, slot, id_hash}; `keys` are the signal type
+  # (for exact patterns) and the matching wildcard patterns. Loads are
+  # compared as their encoded bits (same order as the floats); the tie-break
+  # is computed only on ties. `best` is {key, tie | nil, row}.
 
-  defp best_local([key | keys], table, loads, sid, best),
-    do: best_local(keys, table, loads, sid, local_rows(:ets.lookup(table, key), loads, sid, best))
+  defp best_local([key | keys], table, loads, sh, best),
+    do: best_local(keys, table, loads, sh, local_rows(:ets.lookup(table, key), loads, sh, best))
 
-  defp best_local([], _table, _loads, _sid, best), do: best
+  defp best_local([], _table, _loads, _sh, best), do: best
 
-  defp local_rows([{_p, id, _pid, slot} = row | rows], loads, sid, best) do
-    load = :atomics.get(loads, slot)
+  defp local_rows([{_p, _id, _pid, slot, _h} = row | rows], loads, sh, best),
+    do: local_rows(rows, loads, sh, better(:atomics.get(loads, slot), row, sh, best))
 
-    best =
-      case best do
-        {best_load, _, _} when load > best_load ->
-          best
+  defp local_rows([], _loads, _sh, best), do: best
 
-        {best_load, hash, {_, best_id, _, _} = best_row} when load == best_load ->
-          hash = hash || :erlang.phash2({sid, best_id})
-          own = :erlang.phash2({sid, id})
-          if own < hash, do: {load, own, row}, else: {load, hash, best_row}
+  defp better(key, row, sh, {best_key, tie, best_row} = best) do
+    cond do
+      key > best_key ->
+        best
 
-        _nil_or_better ->
-          {load, nil, row}
-      end
+      key < best_key ->
+        {key, nil, row}
 
-    local_rows(rows, loads, sid, best)
-  end
-
-  defp local_rows([], _loads, _sid, best), do: best
-
-  defp best_remote(keys, table, loads, sid, classes) do
-    ctx = {routing_weights(), Node.list(), classes}
-
-    case remote_keys(keys, table, loads, sid, ctx, nil, []) do
-      nil -> nil
-      {_key, _hash, row} -> row
+      true ->
+        tie = tie || tie(sh, elem(best_row, 4))
+        own = tie(sh, elem(row, 4))
+        if own < tie, do: {key, own, row}, else: {key, tie, best_row}
     end
   end
 
-  defp remote_keys([key | keys], table, loads, sid, ctx, best, memo) do
-    {best, memo} = remote_rows(:ets.lookup(table, key), loads, sid, ctx, best, memo)
-    remote_keys(keys, table, loads, sid, ctx, best, memo)
+  defp better(key, row, _sh, nil), do: {key, nil, row}
+
+  defp best_remote(keys, table, loads, sh, classes) do
+    ctx = {routing_weights(), Node.list(), classes}
+
+    case remote_keys(keys, table, loads, sh, ctx, nil, []) do
+      nil -> nil
+      {_key, _tie, row} -> row
+    end
   end
 
-  defp remote_keys([], _table, _loads, _sid, _ctx, best, _memo), do: best
+  defp remote_keys([key | keys], table, loads, sh, ctx, best, memo) do
+    {best, memo} = remote_rows(:ets.lookup(table, key), loads, sh, ctx, best, memo)
+    remote_keys(keys, table, loads, sh, ctx, best, memo)
+  end
 
-  defp remote_rows([{_p, id, pid, slot} = row | rows], loads, sid, ctx, best, memo) do
+  defp remote_keys([], _table, _loads, _sh, _ctx, best, _memo), do: best
+
+  defp remote_rows([{_p, _id, pid, slot, _h} = row | rows], loads, sh, ctx, best, memo) do
     node = node(pid)
 
     {rank, memo} =
@@ -382,26 +397,11 @@ defmodule Jido.Router do
           {rank, [{node, rank} | memo]}
       end
 
-    key = {rank, :atomics.get(loads, slot)}
-
-    best =
-      case best do
-        {best_key, _, _} when key > best_key ->
-          best
-
-        {best_key, hash, {_, best_id, _, _} = best_row} when key == best_key ->
-          hash = hash || :erlang.phash2({sid, best_id})
-          own = :erlang.phash2({sid, id})
-          if own < hash, do: {key, own, row}, else: {key, hash, best_row}
-
-        _nil_or_better ->
-          {key, nil, row}
-      end
-
-    remote_rows(rows, loads, sid, ctx, best, memo)
+    best = better({rank, :atomics.get(loads, slot)}, row, sh, best)
+    remote_rows(rows, loads, sh, ctx, best, memo)
   end
 
-  defp remote_rows([], _loads, _sid, _ctx, best, memo), do: {best, memo}
+  defp remote_rows([], _loads, _sh, _ctx, best, memo), do: {best, memo}
 
   defp node_rank(node, {weights, nodes, classes}) do
     case weight(node, weights, nodes) do
@@ -419,7 +419,7 @@ defmodule Jido.Router do
     end
   end
 
-  defp describe({_pattern, id, pid, slot} = _row, loads) do
+  defp describe({_pattern, id, pid, slot, _hash}, loads) do
     case :ets.lookup(Store.agents(), {id, node(pid)}) do
       [row] ->
         Directory.describe(row, loads)

@@ -229,7 +229,7 @@ defmodule Jido.Distributed.Directory do
 
         for table <- [Store.local(), Store.remote()],
             key <- keys,
-            {_pattern, id, pid, _slot} <- :ets.lookup(table, key),
+            {_pattern, id, pid, _slot, _hash} <- :ets.lookup(table, key),
             uniq: true do
           {id, pid}
         end
@@ -751,11 +751,16 @@ defmodule Jido.Distributed.Directory do
     end
   end
 
-  defp insert_rows(table, id, pid, slot, sources),
-    do: :ets.insert(table, for(source <- sources, do: {source, id, pid, slot}))
+  # The id's hash is kept in the row for the router's tie-break.
+  defp insert_rows(table, id, pid, slot, sources) do
+    hash = :erlang.phash2(id)
+    :ets.insert(table, for(source <- sources, do: {source, id, pid, slot, hash}))
+  end
 
-  defp delete_rows(table, id, pid, slot, sources),
-    do: Enum.each(sources, &:ets.delete_object(table, {&1, id, pid, slot}))
+  defp delete_rows(table, id, pid, slot, sources) do
+    hash = :erlang.phash2(id)
+    Enum.each(sources, &:ets.delete_object(table, {&1, id, pid, slot, hash}))
+  end
 
   # -- wildcard patterns and the published view ------------------------------------
 

@@ -90,7 +90,7 @@ defmodule Jido.Distributed.DirectoryTest do
     :ok = Directory.unregister("#{p}-b")
     assert Directory.capable("#{p}.t") == []
     assert Directory.whereis("#{p}-b") == nil
-    assert :ets.match_object(Store.local(), {:_, "#{p}-b", :_, :_}) == []
+    assert :ets.match_object(Store.local(), {:_, "#{p}-b", :_, :_, :_}) == []
   end
 
   test "loads are read in place and order the choice", %{prefix: p} do

@@ -9,8 +9,8 @@ defmodule Jido.Distributed.Directory.Store do
 
     * `agents/0` (`:ordered_set`) - `{{id, node}, pid, patterns, slot}`, one
       row per agent, local or remote;
-    * `local/0` (`:duplicate_bag`) - `{pattern, id, pid, slot}`, one row per
-      pattern of each local agent;
+    * `local/0` (`:duplicate_bag`) - `{pattern, id, pid, slot, id_hash}`, one
+      row per pattern of each local agent (`id_hash` is `:erlang.phash2(id)`);
     * `remote/0` (`:duplicate_bag`) - the same for agents on other nodes.
 
   `slot` indexes the agent's load in the Directory's `:atomics`.
