@@ -419,20 +419,25 @@ defmodule Jido.Router do
     end
   end
 
+  # Capabilities come from the agent's row (only that element is copied);
+  # an agent unregistered since the lookup is still a valid answer, with
+  # none.
   defp describe({_pattern, id, pid, slot, _hash}, loads) do
-    case :ets.lookup(Store.agents(), {id, node(pid)}) do
-      [row] ->
-        Directory.describe(row, loads)
+    node = node(pid)
 
-      [] ->
-        # Unregistered since the lookup: still a valid answer for this route.
-        %{
-          id: id,
-          pid: pid,
-          node: node(pid),
-          capabilities: [],
-          load: Directory.decode_load(:atomics.get(loads, slot))
-        }
-    end
+    capabilities =
+      try do
+        :ets.lookup_element(Store.agents(), {id, node}, 3)
+      rescue
+        ArgumentError -> []
+      end
+
+    %{
+      id: id,
+      pid: pid,
+      node: node,
+      capabilities: capabilities,
+      load: Directory.decode_load(:atomics.get(loads, slot))
+    }
   end
 end

@@ -409,6 +409,10 @@ defmodule Jido.Distributed.Directory do
   end
 
   @impl true
+  def handle_call({:register, _id, pid, _sources, _load}, _from, state)
+      when node(pid) != node(),
+      do: {:reply, {:error, {:not_local, pid}}, state}
+
   def handle_call({:register, id, pid, sources, load}, _from, state) do
     case Map.fetch(state.local, id) do
       {:ok, {^pid, old_sources, slot, ref}} ->
