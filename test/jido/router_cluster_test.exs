@@ -234,4 +234,50 @@ defmodule Jido.RouterClusterTest do
     assert {:error, {:unknown_agent, "nobody"}} =
              Cluster.rpc(d, Jido.Distributed, :send, [{:agent, "nobody"}, %{id: "x", type: "t"}])
   end
+
+  test "loads, new capabilities and a restarted Directory reach the other nodes" do
+    [a, b, _c, _d] = nodes = start_cluster(4)
+    p = prefix()
+    pid = Collector.start(b)
+    :ok = Directory.register("#{p}-b", ["#{p}.old.*"], pid: pid, load: 5)
+    await_converged(nodes, p, ["#{p}-b"])
+
+    load_on_a = fn ->
+      case Cluster.rpc(a, Directory, :whereis, ["#{p}-b"]) do
+        %{load: load} -> load
+        nil -> nil
+      end
+    end
+
+    assert load_on_a.() == 5.0
+    :ok = Cluster.rpc(b, Directory, :update_load, ["#{p}-b", 0.5])
+    eventually("the new load on #{a}", fn -> load_on_a.() == 0.5 end)
+
+    # Same process, new capabilities: the old pattern stops matching everywhere.
+    :ok = Directory.register("#{p}-b", ["#{p}.new"], pid: pid)
+
+    for node <- nodes do
+      eventually("new capabilities on #{node}", fn ->
+        Cluster.rpc(node, Directory, :capable, ["#{p}.old.x"]) == [] and
+          match?([%{pid: ^pid}], Cluster.rpc(node, Directory, :capable, ["#{p}.new"]))
+      end)
+    end
+
+    # b's Directory dies: the others drop b's agents, then get them back from
+    # the restarted one (it kept them in its store).
+    old = Cluster.rpc(b, Process, :whereis, [Directory])
+    true = Cluster.rpc(b, Process, :exit, [old, :kill])
+
+    eventually("a new Directory on #{b}", fn ->
+      new = Cluster.rpc(b, Process, :whereis, [Directory])
+      is_pid(new) and new != old
+    end)
+
+    await_converged(nodes, p, ["#{p}-b"])
+
+    assert {:remote, %{pid: ^pid}} =
+             Cluster.rpc(a, Jido.Router, :route_with_locality, [%{id: 1, type: "#{p}.new"}])
+
+    assert Enum.sort(Cluster.rpc(a, Directory, :peers, [])) == Enum.sort([node() | nodes] -- [a])
+  end
 end
