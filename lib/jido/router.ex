@@ -83,7 +83,9 @@ defmodule Jido.Router do
       :ok
   """
   @spec route_with_locality(map()) :: route()
-  def route_with_locality(signal) do
+  def route_with_locality(signal), do: route_directory(signal, true)
+
+  defp route_directory(signal, retry?) do
     with {trie, loads, classes} <- Directory.view(),
          %{type: type} when is_binary(type) <- signal do
       keys = [type | CapabilityIndex.lookup(trie, type)]
@@ -103,8 +105,13 @@ defmodule Jido.Router do
       _ -> {:error, :no_capable_agent}
     end
   rescue
-    # The Directory's tables are gone (application stopped).
-    ArgumentError -> {:error, :no_capable_agent}
+    # Either the Directory's tables are gone (application stopped), or the
+    # load array grew between reading the view and reading a row that uses
+    # one of its new slots: read the new view once more.
+    ArgumentError ->
+      if retry? and :ets.whereis(Store.local()) != :undefined,
+        do: route_directory(signal, false),
+        else: {:error, :no_capable_agent}
   end
 
   @doc """

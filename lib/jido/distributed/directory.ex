@@ -30,8 +30,10 @@ defmodule Jido.Distributed.Directory do
   `:max_delay_ms`.
 
   Consistency: each node is the only writer of its own agents, and messages
-  between two processes arrive in the order sent, so a replica is a prefix
-  of its owner's history: deltas apply in order after the snapshot. A
+  between two processes arrive in the order sent, so a replica always holds
+  a past state of its owner's agents: deltas apply in order after the
+  snapshot (other processes may see a batch half applied; load changes
+  within one batch are coalesced to the last value). A
   replica ignores deltas until the snapshot answering its *current*
   subscription has arrived (older snapshots are recognised by their
   reference and dropped), so nothing sent on a previous connection can be
@@ -40,7 +42,9 @@ defmodule Jido.Distributed.Directory do
   from the replica at once; a reconnection is seen as a new `:pg` join and
   starts a new subscription. Replicas are therefore eventually consistent:
   after a change, other nodes see it within one batch delay plus one
-  network hop; an agent whose node is unreachable is not listed.
+  network hop; an agent whose node is unreachable is not listed. Nothing is
+  agreed cluster-wide: a router may pick an agent that exited a moment ago
+  (the signal then goes nowhere, as a plain `send/2` to a dead pid would).
 
   Agent ids are unique per node (`register/3` refuses an id held by another
   live process on the same node). Two nodes may register the same id; they
@@ -297,7 +301,12 @@ defmodule Jido.Distributed.Directory do
     load
   end
 
-  defp load_at(loads, slot), do: decode_load(:atomics.get(loads, slot))
+  # A slot beyond the array: the array grew after `loads` was read.
+  defp load_at(loads, slot) do
+    if slot <= :atomics.info(loads).size,
+      do: decode_load(:atomics.get(loads, slot)),
+      else: load_at(elem(view(), 1), slot)
+  end
 
   defp valid_load?(load), do: (is_integer(load) and load >= 0) or (is_float(load) and load >= 0)
 
@@ -821,7 +830,7 @@ defmodule Jido.Distributed.Directory do
 
   # A larger array, with the loads copied, published at once: rows written
   # next may use its new slots, which readers of the old view must not meet.
-  # Loads set meanwhile in the old array by nobody (only this process writes).
+  # (Only this process writes loads, so none is lost between copy and swap.)
   defp ensure_capacity(%{capacity: capacity} = state, needed) when needed <= capacity,
     do: state
 
