@@ -3,7 +3,8 @@ defmodule Jido.Distributed do
   Fast, dependable signal delivery for Jido agents across BEAM nodes.
 
   Signals (maps or structs with at least `:id` and `:type`) are sent to
-  targets: a pid (local or remote) or `{name, node}`. Local targets get a
+  targets: a pid (local or remote), `{name, node}`, or `{:agent, id}` for an
+  agent registered in `Jido.Distributed.Directory`. Local targets get a
   plain `send/2`. Remote ones go through one Link per node, which batches
   signals into lz4-compressed frames with sequence numbers and acks, so
   nothing is lost or duplicated through disconnects, and signals from one
@@ -11,6 +12,10 @@ defmodule Jido.Distributed do
 
       Jido.Distributed.send({:orders, :"app@host2"}, %{id: "1", type: "order.created"})
       Jido.Distributed.dispatch([{pid_a, signal}, {{:billing, :"app@host3"}, signal}])
+      Jido.Distributed.send({:agent, "billing-1"}, signal)
+
+  `route_and_send/2` picks the agent itself, preferring one on this node
+  (see `Jido.Router`).
 
   ## Settings
 
@@ -31,24 +36,38 @@ defmodule Jido.Distributed do
       (`:dropped` under `:drop_oldest`, `:rejected` under `:reject`).
     * `[:jido, :distributed, :link, :reject]` - `signals`; `node`, `reason`.
     * `[:jido, :distributed, :receiver, :malformed]` - `count`; `reason`.
+    * `[:jido, :distributed, :directory, :sync]` - `agents` now known on
+      `node`, whose Directory just sent this node a full copy; `node`.
+    * `[:jido, :distributed, :directory, :peer_down]` - `agents` dropped from
+      the replica; `node`, `reason` (why its Directory's monitor fired).
   """
 
-  alias Jido.Distributed.{Message, Optimizer}
+  alias Jido.Distributed.{Directory, Message, Optimizer}
   alias Jido.Distributed.Transport.{Link, LinkBuffer, LinkStore, Receiver}
 
-  @typedoc "Where a signal goes: a pid (local or remote) or `{registered_name, node}`."
-  @type target :: pid() | {atom(), node()}
+  @typedoc """
+  Where a signal goes: a pid (local or remote), `{registered_name, node}`, or
+  `{:agent, id}`, resolved through `Jido.Distributed.Directory.whereis/1`
+  (so `{:agent, _}` always means an agent id, never a process registered as
+  `:agent`).
+  """
+  @type target :: pid() | {atom(), node()} | {:agent, term()}
 
   @typedoc "Why a signal was not accepted."
   @type send_error ::
           {:invalid_target, term()}
           | {:unknown_target, target()}
+          | {:unknown_agent, term()}
           | :buffer_full
           | :too_large
           | :not_distributed
 
   @doc """
   Sends `signal` to `target`.
+
+  An `{:agent, id}` target is resolved through
+  `Jido.Distributed.Directory.whereis/1` (an agent on this node first);
+  `{:error, {:unknown_agent, id}}` if no agent has that id.
 
   Returns `:ok` once the signal is delivered (local target) or accepted by
   the node's Link (remote target), which then delivers it exactly once, in
@@ -70,6 +89,13 @@ defmodule Jido.Distributed do
   def send(target, signal, opts \\ []) do
     message = Message.format(signal, Keyword.get(opts, :message_format, :signal))
     deliver(target, message)
+  end
+
+  defp deliver({:agent, id}, message) do
+    case Directory.whereis(id) do
+      %{pid: pid} -> deliver(pid, message)
+      nil -> {:error, {:unknown_agent, id}}
+    end
   end
 
   defp deliver(pid, message) when is_pid(pid) and node(pid) == node() do
@@ -102,8 +128,9 @@ defmodule Jido.Distributed do
   remote ones grouped into one buffer push per node.
 
   Returns `:ok`, or `{:error, failures}` listing `{target, reason}` for
-  invalid targets and `{node, reason}` for nodes whose signals were not
-  accepted (every other signal was accepted). Takes the options of `send/3`.
+  invalid targets and unknown agents, and `{node, reason}` for nodes whose
+  signals were not accepted (every other signal was accepted). Takes the
+  options of `send/3`.
   """
   @spec dispatch([{target(), term()}], keyword()) ::
           :ok | {:error, [{target() | node(), send_error()}]}
@@ -114,10 +141,12 @@ defmodule Jido.Distributed do
       Message.format(nil, format)
     end
 
+    {entries, unknown} = resolve_agents(entries)
     {valid, invalid} = Enum.split_with(entries, &valid_entry?/1)
 
     failures =
-      Enum.map(invalid, fn entry -> {target_of(entry), {:invalid_target, target_of(entry)}} end)
+      unknown ++
+        Enum.map(invalid, fn entry -> {target_of(entry), {:invalid_target, target_of(entry)}} end)
 
     failures =
       valid
@@ -144,6 +173,54 @@ defmodule Jido.Distributed do
       end)
 
     if failures == [], do: :ok, else: {:error, Enum.reverse(failures)}
+  end
+
+  @doc """
+  Routes `signal` with `Jido.Router` (to a capable agent, one on this node
+  whenever there is one) and sends it there: by plain `send/2` to a local
+  agent, through the node's batching Link to a remote one.
+
+  Returns `{:ok, route}` with the `{:local | :remote, agent}` chosen, or
+  `{:error, reason}`: `:no_capable_agent`, `{:no_address, agent}` (an agent
+  of an explicit list with neither `:pid` nor `:name`), or a
+  `t:send_error/0`.
+
+  ## Options
+
+    * `:agents` - route among these `t:Jido.Router.agent/0` descriptors
+      instead of the agents of `Jido.Distributed.Directory`;
+    * `:message_format` - as for `send/3`.
+
+  ## Examples
+
+      iex> :ok = Jido.Distributed.Directory.register("route-doc", ["doc.route.**"])
+      iex> {:ok, {:local, %{id: "route-doc"}}} =
+      ...>   Jido.Distributed.route_and_send(%{id: "1", type: "doc.route.me"})
+      iex> receive do
+      ...>   {:signal, signal} -> signal.id
+      ...> end
+      "1"
+      iex> Jido.Distributed.route_and_send(%{id: "2", type: "doc.nobody"})
+      {:error, :no_capable_agent}
+      iex> Jido.Distributed.Directory.unregister("route-doc")
+      :ok
+  """
+  @spec route_and_send(map(), keyword()) ::
+          {:ok, {:local | :remote, map()}}
+          | {:error, :no_capable_agent | {:no_address, map()} | send_error()}
+  def route_and_send(signal, opts \\ []) when is_list(opts) do
+    {agents, opts} = Keyword.pop(opts, :agents)
+
+    route =
+      if agents,
+        do: Jido.Router.route_with_locality(signal, agents),
+        else: Jido.Router.route_with_locality(signal)
+
+    with {where, agent} when where in [:local, :remote] <- route,
+         {:ok, target} <- address(agent),
+         :ok <- __MODULE__.send(target, signal, opts) do
+      {:ok, route}
+    end
   end
 
   @doc """
@@ -181,6 +258,34 @@ defmodule Jido.Distributed do
       end
 
     %{links: links, receiver: Receiver.stats()}
+  end
+
+  defp address(%{pid: pid}) when is_pid(pid), do: {:ok, pid}
+
+  defp address(%{name: name, node: node}) when is_atom(name) and is_atom(node),
+    do: {:ok, {name, node}}
+
+  defp address(agent), do: {:error, {:no_address, agent}}
+
+  # {:agent, id} targets become pids; unknown ids become failures.
+  defp resolve_agents(entries) do
+    if Enum.any?(entries, &match?({{:agent, _}, _}, &1)) do
+      {resolved, unknown} =
+        Enum.reduce(entries, {[], []}, fn
+          {{:agent, id} = target, signal}, {resolved, unknown} ->
+            case Directory.whereis(id) do
+              %{pid: pid} -> {[{pid, signal} | resolved], unknown}
+              nil -> {resolved, [{target, {:unknown_agent, id}} | unknown]}
+            end
+
+          entry, {resolved, unknown} ->
+            {[entry | resolved], unknown}
+        end)
+
+      {Enum.reverse(resolved), Enum.reverse(unknown)}
+    else
+      {entries, []}
+    end
   end
 
   defp valid_entry?({pid, _signal}) when is_pid(pid), do: true

@@ -2,7 +2,7 @@ defmodule Jido.Distributed.Application do
   @moduledoc false
   use Application
 
-  alias Jido.Distributed.Transport
+  alias Jido.Distributed.{Directory, Transport}
 
   @impl true
   def start(_type, _args) do
@@ -13,6 +13,9 @@ defmodule Jido.Distributed.Application do
         Transport.LinkStore,
         {Registry, keys: :unique, name: Jido.Distributed.LinkRegistry},
         {DynamicSupervisor, strategy: :one_for_one, name: Jido.Distributed.LinkSupervisor},
+        Directory.Store,
+        %{id: :pg, start: {:pg, :start_link, [Directory.scope()]}},
+        Directory,
         Transport.Receiver
       ] ++ if(opts[:relay], do: [{Jido.Distributed.Relay, opts[:relay]}], else: [])
 

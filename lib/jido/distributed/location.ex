@@ -100,8 +100,14 @@ defmodule Jido.Distributed.Location do
     end
   end
 
-  defp put(node, location) do
+  @doc """
+  Caches the labels of `node` learned another way (the Directory receives
+  them with each node's agents), so `of/1` need not ask the node.
+  """
+  @spec put(node(), t()) :: :ok
+  def put(node, location) when is_atom(node) and is_map(location) do
     if :ets.whereis(@table) != :undefined, do: :ets.insert(@table, {node, location})
+    :ok
   end
 
   defp fetch(node) do

@@ -114,6 +114,27 @@ defmodule Jido.Distributed.Options do
       ],
       doc: "Receiver settings."
     ],
+    directory: [
+      type: :keyword_list,
+      default: [],
+      keys: [
+        max_batch: [
+          type: :pos_integer,
+          default: 1_024,
+          doc:
+            "Most agent changes in one message to another node's Directory; this many " <>
+              "waiting changes are sent at once."
+        ],
+        max_delay_ms: [
+          type: :pos_integer,
+          default: 20,
+          doc:
+            "Changes go to other nodes when the Directory is idle, or at the latest " <>
+              "this long after the first one while it stays busy."
+        ]
+      ],
+      doc: "Agent directory replication (see `Jido.Distributed.Directory`)."
+    ],
     relay: [
       type: :keyword_list,
       default: nil,

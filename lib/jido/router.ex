@@ -1,0 +1,450 @@
+defmodule Jido.Router do
+  @moduledoc """
+  Local-first routing: picks the agent that handles a signal, preferring one
+  on this node, so work stays where it is whenever it can.
+
+      case Jido.Router.route_with_locality(signal) do
+        {:local, agent} -> send(agent.pid, {:signal, signal})
+        {:remote, agent} -> Jido.Distributed.send(agent.pid, signal)
+        {:error, :no_capable_agent} -> ...
+      end
+
+  (`Jido.Distributed.route_and_send/2` does both steps.)
+
+  An agent is *capable* of a signal when one of its capabilities, signal
+  type patterns with jido_signal's router semantics (see
+  `Jido.Distributed.Pattern`), matches the signal's `:type`. Among capable
+  agents the choice is:
+
+    1. **local** - an agent on this node, if there is one: `{:local, agent}`.
+       Among several, the least loaded; ties are broken by a hash of the
+       signal id and the agent id (`:erlang.phash2/1` of each, mixed),
+       smallest first, so that equal agents share the signals, and a given
+       signal always goes to the same one.
+    2. otherwise `{:remote, agent}`, ranked by, in order:
+       * **weight** of its node (see `update_routing_weights/2`): a node
+         without an explicit weight weighs `0` when connected (in
+         `Node.list/0`) and `:infinity` otherwise; lower first, so an
+         unreachable node is chosen only when no reachable one is capable;
+       * **distance class** (`Jido.Distributed.Location.class_of/1`):
+         `:same_zone`, then `:same_region`, then `:remote`;
+       * **load**, lowest first (an agent without a load counts as 0);
+       * the same tie-break as above.
+    3. `{:error, :no_capable_agent}` when no agent is capable (or the
+       signal's type is not a valid type).
+
+  `route_with_locality/1` takes the agents from `Jido.Distributed.Directory`
+  and is answered from local state only: ETS, `:atomics` and
+  `:persistent_term`, no message and no network round trip.
+  `route_with_locality/2` takes an explicit list of agent descriptors; the
+  distance class of a connected node is asked of it once and cached (see
+  `Jido.Distributed.Location`), never of an unreachable one.
+  """
+
+  alias Jido.Distributed.{CapabilityIndex, Directory, Location, Pattern}
+  alias Jido.Distributed.Directory.Store
+
+  @weights {__MODULE__, :weights}
+  @class_rank %{local: 0, same_zone: 1, same_region: 2, remote: 3}
+
+  @typedoc """
+  An agent descriptor: a map with at least `:id`, `:capabilities` (a list of
+  patterns, strings or compiled) and `:pid` or `:node`; optionally `:load`
+  (a number) and `:name` (a registered name on `:node`, used for delivery
+  when there is no `:pid`). Other keys are kept.
+  """
+  @type agent :: %{
+          required(:id) => term(),
+          required(:capabilities) => [String.t() | Pattern.t()],
+          optional(:pid) => pid(),
+          optional(:node) => node(),
+          optional(:load) => number(),
+          optional(atom()) => term()
+        }
+
+  @typedoc "Where a signal goes."
+  @type route :: {:local, agent()} | {:remote, agent()} | {:error, :no_capable_agent}
+
+  @typedoc "The routing weight of a node: lower is preferred, `:infinity` means unreachable."
+  @type weight :: number() | :infinity
+
+  @doc """
+  Routes `signal` among the agents of `Jido.Distributed.Directory`, local
+  first (see the module doc). The agent returned is a
+  `t:Jido.Distributed.Directory.descriptor/0`.
+
+      iex> :ok = Jido.Distributed.Directory.register("router-doc", ["doc.routed.*"])
+      iex> {:local, agent} = Jido.Router.route_with_locality(%{id: "s1", type: "doc.routed.now"})
+      iex> agent.id
+      "router-doc"
+      iex> Jido.Router.route_with_locality(%{id: "s2", type: "doc.unhandled"})
+      {:error, :no_capable_agent}
+      iex> Jido.Distributed.Directory.unregister("router-doc")
+      :ok
+  """
+  @spec route_with_locality(map()) :: route()
+  def route_with_locality(signal), do: route_directory(signal, true)
+
+  defp route_directory(signal, retry?) do
+    with {trie, loads, classes} <- Directory.view(),
+         %{type: type} when is_binary(type) <- signal do
+      keys = [type | CapabilityIndex.lookup(trie, type)]
+      sh = :erlang.phash2(Map.get(signal, :id))
+
+      case best_local(keys, Store.local(), loads, sh, nil) do
+        {_load, _tie, row} ->
+          {:local, describe(row, loads)}
+
+        nil ->
+          case best_remote(keys, Store.remote(), loads, sh, classes) do
+            nil -> {:error, :no_capable_agent}
+            row -> {:remote, describe(row, loads)}
+          end
+      end
+    else
+      _ -> {:error, :no_capable_agent}
+    end
+  rescue
+    # Either the Directory's tables are gone (application stopped), or the
+    # load array grew between reading the view and reading a row that uses
+    # one of its new slots: read the new view once more.
+    ArgumentError ->
+      if retry? and :ets.whereis(Store.local()) != :undefined,
+        do: route_directory(signal, false),
+        else: {:error, :no_capable_agent}
+  end
+
+  @doc """
+  Routes `signal` among `agents`, a list of `t:agent/0` descriptors, local
+  first (see the module doc).
+
+  ## Options
+
+  For tests and what-if questions; each defaults to the live value.
+
+    * `:local_node` - the node counted as local; defaults to `node()`.
+    * `:nodes` - the connected nodes; defaults to `Node.list()`.
+    * `:weights` - `%{node => weight}`; defaults to `routing_weights/0`.
+    * `:class_of` - a function from node to distance class; defaults to
+      `Jido.Distributed.Location.class_of/1`. Called only for nodes of
+      finite weight.
+
+  ## Examples
+
+      iex> agents = [
+      ...>   %{id: "far", node: :"b@h", capabilities: ["order.*"]},
+      ...>   %{id: "near", node: :"c@h", capabilities: ["order.**"]},
+      ...>   %{id: "here", pid: self(), capabilities: ["user.*"]}
+      ...> ]
+      iex> classes = %{"b@h": :remote, "c@h": :same_zone}
+      iex> opts = [nodes: [:"b@h", :"c@h"], class_of: &Map.fetch!(classes, &1)]
+      iex> {:remote, %{id: "near"}} = Jido.Router.route_with_locality(%{id: "1", type: "order.paid"}, agents, opts)
+      iex> {:local, %{id: "here"}} = Jido.Router.route_with_locality(%{id: "2", type: "user.seen"}, agents, opts)
+      iex> Jido.Router.route_with_locality(%{id: "3", type: "invoice.sent"}, agents, opts)
+      {:error, :no_capable_agent}
+  """
+  @spec route_with_locality(map(), [agent()], keyword()) :: route()
+  def route_with_locality(signal, agents, opts \\ []) when is_list(agents) do
+    case rank(signal, agents, opts) do
+      [] -> {:error, :no_capable_agent}
+      [agent | _] -> {if(agent_node(agent) == local_node(opts), do: :local, else: :remote), agent}
+    end
+  end
+
+  @doc """
+  The capable agents among `agents`, best first: the order
+  `route_with_locality/3` chooses by (it returns the first). Takes the same
+  options.
+
+      iex> agents = [
+      ...>   %{id: "busy", pid: self(), load: 9, capabilities: ["job.*"]},
+      ...>   %{id: "idle", pid: self(), load: 1, capabilities: ["job.*"]},
+      ...>   %{id: "other", pid: self(), capabilities: ["mail.*"]}
+      ...> ]
+      iex> Jido.Router.rank(%{id: "1", type: "job.run"}, agents) |> Enum.map(& &1.id)
+      ["idle", "busy"]
+  """
+  @spec rank(map(), [agent()], keyword()) :: [agent()]
+  def rank(signal, agents, opts \\ []) when is_list(agents) do
+    type = Map.get(signal, :type)
+    sh = :erlang.phash2(Map.get(signal, :id))
+    me = local_node(opts)
+    nodes = Keyword.get_lazy(opts, :nodes, &Node.list/0)
+    weights = Keyword.get_lazy(opts, :weights, &routing_weights/0)
+    class_of = Keyword.get(opts, :class_of, &Location.class_of/1)
+
+    agents
+    |> Enum.filter(&capable?(&1, type))
+    |> Enum.map(fn agent ->
+      hash = tie(sh, :erlang.phash2(agent.id))
+      load = Map.get(agent, :load) || 0
+      node = agent_node(agent)
+
+      key =
+        if node == me do
+          {0, 0, 0, load, hash}
+        else
+          case weight(node, weights, nodes) do
+            :infinity -> {1, :infinity, @class_rank.remote, load, hash}
+            w -> {1, w, Map.get(@class_rank, class_of.(node), 3), load, hash}
+          end
+        end
+
+      {key, agent}
+    end)
+    |> Enum.sort_by(&elem(&1, 0))
+    |> Enum.map(&elem(&1, 1))
+  end
+
+  @doc """
+  The first agent in `agents`, in list order, with a capability matching
+  the signal's type.
+
+      iex> agents = [%{id: "a", pid: self(), capabilities: ["x.*"]}, %{id: "b", pid: self(), capabilities: ["y.**"]}]
+      iex> Jido.Router.find_capable_agent(%{id: "1", type: "y.z"}, agents)
+      {:ok, %{id: "b", pid: self(), capabilities: ["y.**"]}}
+      iex> Jido.Router.find_capable_agent(%{id: "1", type: "q"}, agents)
+      {:error, :no_capable_agent}
+  """
+  @spec find_capable_agent(map(), [agent()]) :: {:ok, agent()} | {:error, :no_capable_agent}
+  def find_capable_agent(signal, agents) when is_list(agents) do
+    type = Map.get(signal, :type)
+
+    case Enum.find(agents, &capable?(&1, type)) do
+      nil -> {:error, :no_capable_agent}
+      agent -> {:ok, agent}
+    end
+  end
+
+  @doc """
+  Every agent capable of `signal`: from the Directory (see
+  `Jido.Distributed.Directory.capable/1`) or, with a list, those of
+  `agents` in list order. Ignores locality, for example for a locality-blind
+  choice.
+  """
+  @spec capable_agents(map(), [agent()] | :directory) :: [agent()]
+  def capable_agents(signal, agents \\ :directory)
+
+  def capable_agents(signal, :directory) do
+    case Map.get(signal, :type) do
+      type when is_binary(type) -> Directory.capable(type)
+      _ -> []
+    end
+  end
+
+  def capable_agents(signal, agents) when is_list(agents) do
+    type = Map.get(signal, :type)
+    Enum.filter(agents, &capable?(&1, type))
+  end
+
+  @doc """
+  Changes the routing weights of nodes at run time, for example when a node
+  is found unreachable (`:infinity`) or slow (a penalty). `weights` maps
+  nodes to a number (lower is preferred; a connected node without a weight
+  weighs 0, so any positive number is a penalty), `:infinity` (never chosen
+  while a node of finite weight is capable) or `nil` (remove the entry, back
+  to the default). A finite weight also makes a node that is not in
+  `Node.list()` count as reachable (for example through a relay).
+
+  Weights are per node (this node's routing decisions), held in
+  `:persistent_term`: cheap to read on every route, meant to change rarely.
+
+  ## Options
+
+    * `:replace` - `true` replaces every weight with `weights`; defaults to
+      `false` (merge).
+
+  ## Examples
+
+      iex> Jido.Router.update_routing_weights(%{"b@h": :infinity, "c@h": 5})
+      :ok
+      iex> Jido.Router.routing_weights()
+      %{"b@h": :infinity, "c@h": 5}
+      iex> Jido.Router.update_routing_weights(%{"b@h": nil})
+      :ok
+      iex> Jido.Router.routing_weights()
+      %{"c@h": 5}
+      iex> Jido.Router.update_routing_weights(%{}, replace: true)
+      :ok
+  """
+  @spec update_routing_weights(%{node() => weight() | nil}, keyword()) :: :ok
+  def update_routing_weights(weights, opts \\ []) when is_map(weights) and is_list(opts) do
+    Enum.each(weights, fn {node, weight} ->
+      unless is_atom(node) and (is_number(weight) or weight in [:infinity, nil]) do
+        raise ArgumentError,
+              "routing weights must map nodes to a number, :infinity or nil, got: " <>
+                inspect({node, weight})
+      end
+    end)
+
+    # Read-modify-write under a lock local to this node.
+    :global.trans(
+      {@weights, self()},
+      fn ->
+        base = if Keyword.get(opts, :replace, false), do: %{}, else: routing_weights()
+
+        new =
+          Enum.reduce(weights, base, fn
+            {node, nil}, acc -> Map.delete(acc, node)
+            {node, weight}, acc -> Map.put(acc, node, weight)
+          end)
+
+        if new != routing_weights(), do: :persistent_term.put(@weights, new)
+      end,
+      [node()]
+    )
+
+    :ok
+  end
+
+  @doc "The routing weights set with `update_routing_weights/2` (`%{}` by default)."
+  @spec routing_weights() :: %{node() => weight()}
+  def routing_weights, do: :persistent_term.get(@weights, %{})
+
+  @doc """
+  The weight of `node` as routing sees it: its routing weight if set,
+  otherwise `0` for this node and connected nodes and `:infinity` for others.
+  """
+  @spec weight(node()) :: weight()
+  def weight(node) when node == node(), do: 0
+  def weight(node) when is_atom(node), do: weight(node, routing_weights(), Node.list())
+
+  defp weight(node, weights, nodes) do
+    case weights do
+      %{^node => weight} -> weight
+      _ -> if :lists.member(node, nodes), do: 0, else: :infinity
+    end
+  end
+
+  @doc false
+  # The tie-break between equal agents: a well-mixed 32-bit function of the
+  # signal id's hash and the agent id's hash (`:erlang.phash2/1` of each), so
+  # a signal always picks the same agent among equals and different signals
+  # spread evenly over them. Cheaper than hashing the pair on the hot path,
+  # where the agent's hash is precomputed. (Arithmetic stays in small
+  # integers: inputs below 2^32, products below 2^59.)
+  @spec tie(non_neg_integer(), non_neg_integer()) :: non_neg_integer()
+  def tie(signal_hash, agent_hash) do
+    x = Bitwise.bxor(signal_hash, agent_hash)
+    x = Bitwise.band(Bitwise.bxor(Bitwise.bsr(x, 16), x) * 0x45D9F3B, 0xFFFFFFFF)
+    x = Bitwise.band(Bitwise.bxor(Bitwise.bsr(x, 16), x) * 0x45D9F3B, 0xFFFFFFFF)
+    Bitwise.bxor(Bitwise.bsr(x, 16), x)
+  end
+
+  defp local_node(opts), do: Keyword.get(opts, :local_node, node())
+
+  defp agent_node(%{node: node}) when is_atom(node) and node != nil, do: node
+  defp agent_node(%{pid: pid}) when is_pid(pid), do: node(pid)
+
+  defp capable?(%{capabilities: caps}, type) when is_binary(type),
+    do: Enum.any?(caps, &Pattern.match?(&1, type))
+
+  defp capable?(_agent, _type), do: false
+
+  # -- the Directory's hot path ---------------------------------------------------
+  #
+  # Rows are {pattern, id, pid, slot, id_hash}; `keys` are the signal type
+  # (for exact patterns) and the matching wildcard patterns. Loads are
+  # compared as their encoded bits (same order as the floats); the tie-break
+  # is computed only on ties. `best` is {key, tie | nil, row}.
+
+  defp best_local([key | keys], table, loads, sh, best),
+    do: best_local(keys, table, loads, sh, local_rows(:ets.lookup(table, key), loads, sh, best))
+
+  defp best_local([], _table, _loads, _sh, best), do: best
+
+  defp local_rows([{_p, _id, _pid, slot, _h} = row | rows], loads, sh, best),
+    do: local_rows(rows, loads, sh, better(:atomics.get(loads, slot), row, sh, best))
+
+  defp local_rows([], _loads, _sh, best), do: best
+
+  defp better(key, row, sh, {best_key, tie, best_row} = best) do
+    cond do
+      key > best_key ->
+        best
+
+      key < best_key ->
+        {key, nil, row}
+
+      true ->
+        tie = tie || tie(sh, elem(best_row, 4))
+        own = tie(sh, elem(row, 4))
+        if own < tie, do: {key, own, row}, else: {key, tie, best_row}
+    end
+  end
+
+  defp better(key, row, _sh, nil), do: {key, nil, row}
+
+  defp best_remote(keys, table, loads, sh, classes) do
+    ctx = {routing_weights(), Node.list(), classes}
+
+    case remote_keys(keys, table, loads, sh, ctx, nil, []) do
+      nil -> nil
+      {_key, _tie, row} -> row
+    end
+  end
+
+  defp remote_keys([key | keys], table, loads, sh, ctx, best, memo) do
+    {best, memo} = remote_rows(:ets.lookup(table, key), loads, sh, ctx, best, memo)
+    remote_keys(keys, table, loads, sh, ctx, best, memo)
+  end
+
+  defp remote_keys([], _table, _loads, _sh, _ctx, best, _memo), do: best
+
+  defp remote_rows([{_p, _id, pid, slot, _h} = row | rows], loads, sh, ctx, best, memo) do
+    node = node(pid)
+
+    {rank, memo} =
+      case :lists.keyfind(node, 1, memo) do
+        {_, rank} ->
+          {rank, memo}
+
+        false ->
+          rank = node_rank(node, ctx)
+          {rank, [{node, rank} | memo]}
+      end
+
+    best = better({rank, :atomics.get(loads, slot)}, row, sh, best)
+    remote_rows(rows, loads, sh, ctx, best, memo)
+  end
+
+  defp remote_rows([], _loads, _sh, _ctx, best, memo), do: {best, memo}
+
+  defp node_rank(node, {weights, nodes, classes}) do
+    case weight(node, weights, nodes) do
+      :infinity ->
+        {:infinity, 3}
+
+      weight ->
+        class =
+          case classes do
+            %{^node => class} -> class
+            _ -> Location.class_of(node)
+          end
+
+        {weight, Map.get(@class_rank, class, 3)}
+    end
+  end
+
+  # Capabilities come from the agent's row (only that element is copied);
+  # an agent unregistered since the lookup is still a valid answer, with
+  # none.
+  defp describe({_pattern, id, pid, slot, _hash}, loads) do
+    node = node(pid)
+
+    capabilities =
+      try do
+        :ets.lookup_element(Store.agents(), {id, node}, 3)
+      rescue
+        ArgumentError -> []
+      end
+
+    %{
+      id: id,
+      pid: pid,
+      node: node,
+      capabilities: capabilities,
+      load: Directory.decode_load(:atomics.get(loads, slot))
+    }
+  end
+end
