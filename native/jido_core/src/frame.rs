@@ -8,7 +8,6 @@
 //!      0    4 magic        b"JDFR"
 //!      4    1 version      1
 //!      5    1 flags        bit 0: payload is lz4 block-compressed
-//!                          bit 1: ... with the built-in dictionary
 //!      6    2 reserved     0
 //!      8    4 entry count
 //!     12    4 raw length   length of the uncompressed payload
@@ -21,7 +20,6 @@
 //! decoded size is capped before anything is allocated, and every failure is a
 //! [`FrameError`], never a panic.
 
-use crate::dictionary;
 use crate::error::FrameError;
 
 /// The four bytes every frame starts with.
@@ -32,8 +30,6 @@ pub const VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 24;
 /// Flag bit: the payload is lz4 block-compressed.
 pub const FLAG_LZ4: u8 = 0b0000_0001;
-/// Flag bit: the lz4 compression used [`crate::dictionary::v1`].
-pub const FLAG_DICT: u8 = 0b0000_0010;
 /// Default cap on the decoded payload size: 64 MiB.
 pub const DEFAULT_MAX_DECODED: usize = 64 * 1024 * 1024;
 /// lz4 cannot expand data by more than about 255:1; a header that claims more
@@ -148,18 +144,14 @@ fn encode_raw_payload(
         Compression::Lz4 | Compression::Auto => {
             let max = lz4_flex::block::get_maximum_output_size(raw.len());
             out = vec![0u8; HEADER_LEN + max];
-            let written = lz4_flex::block::compress_into_with_dict(
-                raw,
-                &mut out[HEADER_LEN..],
-                dictionary::v1(),
-            )
-            .map_err(|_| FrameError::TooLarge)?;
+            let written = lz4_flex::block::compress_into(raw, &mut out[HEADER_LEN..])
+                .map_err(|_| FrameError::TooLarge)?;
             if compression == Compression::Auto && written >= raw.len() {
                 out.truncate(HEADER_LEN);
                 out.extend_from_slice(raw);
             } else {
                 out.truncate(HEADER_LEN + written);
-                flags |= FLAG_LZ4 | FLAG_DICT;
+                flags |= FLAG_LZ4;
             }
         }
     }
@@ -206,8 +198,7 @@ pub fn parse_header(frame: &[u8]) -> Result<Header, FrameError> {
         return Err(FrameError::BadVersion);
     }
     let flags = frame[5];
-    let dict_without_lz4 = flags & FLAG_DICT != 0 && flags & FLAG_LZ4 == 0;
-    if flags & !(FLAG_LZ4 | FLAG_DICT) != 0 || dict_without_lz4 || frame[6] != 0 || frame[7] != 0 {
+    if flags & !FLAG_LZ4 != 0 || frame[6] != 0 || frame[7] != 0 {
         return Err(FrameError::BadFlags);
     }
     Ok(Header {
@@ -248,12 +239,7 @@ pub fn decode(frame: &[u8], limits: DecodeLimits) -> Result<Decoded, FrameError>
             return Err(FrameError::CorruptPayload);
         }
         let mut raw = vec![0u8; raw_len];
-        let dict: &[u8] = if header.flags & FLAG_DICT != 0 {
-            dictionary::v1()
-        } else {
-            &[]
-        };
-        let written = lz4_flex::block::decompress_into_with_dict(payload, &mut raw, dict)
+        let written = lz4_flex::block::decompress_into(payload, &mut raw)
             .map_err(|_| FrameError::CorruptPayload)?;
         if written != raw_len {
             return Err(FrameError::CorruptPayload);

@@ -5,7 +5,6 @@
 //! crate and the relay C-node.
 
 pub mod buffer;
-pub mod dictionary;
 pub mod error;
 pub mod etf;
 pub mod frame;
