@@ -15,8 +15,9 @@
 #     delivery;
 #   * a lone signal on an idle link: round trip to an echo target, request
 #     by each mode, reply by plain send; the difference is the added latency;
-#   * batch formation: encoding 1,000 signals and framing them (timed on
-#     this node by the bench runner).
+#   * batch formation: planning 1,000 signals into per-node, per-distance-
+#     class batches (Optimizer), and separately building their frame
+#     (term_to_binary each, push, lz4 frame), timed by the bench runner.
 #
 # Prints a table and writes bench/results/batching.json.
 Code.require_file("support/load.exs", __DIR__)
@@ -120,11 +121,29 @@ send(echo, :stop)
 # --- batch formation (this node) ----------------------------------------------
 thousand = Enum.take(signals, 1000)
 dest = self()
+fake_nodes = [:recv1@bench, :recv2@bench, :recv3@bench]
+classes = %{recv1@bench: :same_zone, recv2@bench: :same_region, recv3@bench: :remote}
+
+entries =
+  Enum.with_index(thousand, fn s, i ->
+    {{:"agent#{rem(i, 10)}", Enum.at(fake_nodes, rem(i, 3))}, s}
+  end)
+
+sizes = Jido.Distributed.Options.get(:batch_sizes)
 
 results =
   Runner.run(
     [
-      {"batch formation: encode + push + frame 1000",
+      {"batch formation: optimize_routing + batch_by_network_cost, 1000",
+       fn ->
+         entries
+         |> Jido.Distributed.Optimizer.optimize_routing()
+         |> Jido.Distributed.Optimizer.batch_by_network_cost(
+           class_of: &Map.fetch!(classes, &1),
+           batch_sizes: sizes
+         )
+       end},
+      {"frame build: encode + push + frame 1000",
        fn ->
          buf = LinkBuffer.new(10_000, 64 * 1024 * 1024, :reject)
 
