@@ -109,6 +109,79 @@ IO.puts(
   "\nExactly-once, in-order delivery: plain #{plain.exactly_once}, batched #{ours.exactly_once}"
 )
 
+# --- local-first routing ------------------------------------------------------
+alias Jido.Distributed.Test.RoutingLoad
+
+IO.puts("\nLocal-first routing: 200 agents in 40 capability pools across the 4 nodes,")
+IO.puts("each pool on at least 2 nodes; 2,000 signals originating on random nodes.")
+:rand.seed(:exsss, {7, 7, 7})
+
+placements =
+  for pool <- 1..40, k <- 1..5 do
+    node =
+      case k do
+        1 -> Enum.at(nodes, rem(pool, 4))
+        2 -> Enum.at(nodes, rem(pool + 1, 4))
+        _ -> Enum.random(nodes)
+      end
+
+    {node, {"pool#{pool}-agent#{k}", "demo.pool#{pool}.*"}}
+  end
+
+agent_pids =
+  placements
+  |> Enum.group_by(&elem(&1, 0), &elem(&1, 1))
+  |> Enum.flat_map(fn {node, specs} -> Cluster.rpc(node, RoutingLoad, :start_agents, [specs]) end)
+
+deadline = System.monotonic_time(:millisecond) + 10_000
+
+Stream.repeatedly(fn ->
+  Enum.all?(nodes, &(Cluster.rpc(&1, RoutingLoad, :agent_count, []) >= 200))
+end)
+|> Enum.find(fn done? ->
+  done? or System.monotonic_time(:millisecond) > deadline or (Process.sleep(20) && false)
+end)
+
+by_origin =
+  for i <- 1..2_000 do
+    {Enum.random(nodes),
+     %{id: "route-#{i}", type: "demo.pool#{:rand.uniform(40)}.event", data: %{}}}
+  end
+  |> Enum.group_by(&elem(&1, 0), &elem(&1, 1))
+
+count_local = fn picks_by_origin ->
+  picks_by_origin
+  |> Enum.map(fn {origin, picks} -> Enum.count(picks, &(&1 == origin)) end)
+  |> Enum.sum()
+end
+
+cross_node = fn fun ->
+  before = nodes |> Enum.map(&Cluster.rpc(&1, RoutingLoad, :link_signals, [])) |> Enum.sum()
+  Enum.each(by_origin, fn {origin, signals} -> fun.(origin, signals) end)
+  (nodes |> Enum.map(&Cluster.rpc(&1, RoutingLoad, :link_signals, [])) |> Enum.sum()) - before
+end
+
+local_picks =
+  Enum.map(by_origin, fn {o, sigs} -> {o, Cluster.rpc(o, RoutingLoad, :route_nodes, [sigs])} end)
+
+blind_picks =
+  Enum.map(by_origin, fn {o, sigs} ->
+    {o, Cluster.rpc(o, RoutingLoad, :blind_nodes, [sigs, 1])}
+  end)
+
+local_cross = cross_node.(fn o, sigs -> Cluster.rpc(o, RoutingLoad, :send_locality, [sigs]) end)
+blind_cross = cross_node.(fn o, sigs -> Cluster.rpc(o, RoutingLoad, :send_blind, [sigs, 1]) end)
+
+IO.puts(
+  "  Jido.Router.route_with_locality: #{Float.round(count_local.(local_picks) / 20, 1)}% stayed on their node, #{local_cross} cross-node sends"
+)
+
+IO.puts(
+  "  locality-blind router:           #{Float.round(count_local.(blind_picks) / 20, 1)}% stayed on their node, #{blind_cross} cross-node sends"
+)
+
+Enum.each(agent_pids, &send(&1, :stop))
+
 IO.puts("\nStopping the relay and the nodes...")
 GenServer.stop(relay)
 Cluster.stop_nodes(nodes)

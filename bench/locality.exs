@@ -38,115 +38,6 @@ alias Jido.Distributed.Bench.{Runner, Signals, Stats}
 alias Jido.Distributed.Directory
 alias Jido.Distributed.Test.{Cluster, Collector}
 
-# Compiled, and loaded on the peers too: what runs on an origin node.
-{:module, peer_mod, peer_bin, _} =
-  defmodule LocalityBench.Peer do
-    @moduledoc false
-
-    def route_nodes(signals) do
-      Enum.map(signals, fn signal ->
-        case Jido.Router.route_with_locality(signal) do
-          {:error, _} -> nil
-          {_where, agent} -> agent.node
-        end
-      end)
-    end
-
-    def blind_pick(signal) do
-      case Jido.Router.capable_agents(signal) do
-        [] -> nil
-        agents -> Enum.random(agents)
-      end
-    end
-
-    def blind_nodes(signals, seed) do
-      :rand.seed(:exsss, {seed, 1, 2})
-      Enum.map(signals, &(blind_pick(&1) |> then(fn a -> a && a.node end)))
-    end
-
-    def send_locality(signals) do
-      Enum.each(signals, fn s -> {:ok, _} = Jido.Distributed.route_and_send(s) end)
-      Jido.Distributed.flush(:all)
-    end
-
-    def send_blind(signals, seed) do
-      :rand.seed(:exsss, {seed, 3, 4})
-      Enum.each(signals, fn s -> :ok = Jido.Distributed.send(blind_pick(s).pid, s) end)
-      Jido.Distributed.flush(:all)
-    end
-
-    def link_signals do
-      Jido.Distributed.stats().links |> Map.values() |> Enum.map(& &1.signals) |> Enum.sum()
-    end
-
-    # Packets and bytes sent to the other peers (not to the benchmark node,
-    # which polls the agents for their counts meanwhile).
-    def dist_counters(peers) do
-      for {node, port} <- :erlang.system_info(:dist_ctrl),
-          is_port(port),
-          node in peers,
-          reduce: {0, 0} do
-        {cnt, oct} ->
-          case :inet.getstat(port, [:send_cnt, :send_oct]) do
-            {:ok, stats} -> {cnt + stats[:send_cnt], oct + stats[:send_oct]}
-            _ -> {cnt, oct}
-          end
-      end
-    end
-
-    def agent_count, do: :ets.info(Jido.Distributed.Directory.Store.agents(), :size)
-
-    # Spawns one idle process per {id, pattern} and registers it here.
-    def start_agents(specs) do
-      for {id, pattern} <- specs do
-        pid = spawn(fn -> receive do: (:stop -> :ok) end)
-        :ok = Jido.Distributed.Directory.register(id, [pattern], pid: pid)
-        pid
-      end
-    end
-
-    def stop_agents(pids), do: Enum.each(pids, &send(&1, :stop))
-
-    # Per-call times in ns, after a warm-up pass, plus where each went.
-    def time_routes(signals) do
-      Enum.each(signals, &Jido.Router.route_with_locality/1)
-      :erlang.garbage_collect()
-
-      Enum.map(signals, fn signal ->
-        t0 = :erlang.monotonic_time(:nanosecond)
-        route = Jido.Router.route_with_locality(signal)
-        t1 = :erlang.monotonic_time(:nanosecond)
-        {t1 - t0, elem(route, 0)}
-      end)
-    end
-
-    def time_blind(signals) do
-      Enum.each(signals, &blind_pick/1)
-      :erlang.garbage_collect()
-
-      Enum.map(signals, fn signal ->
-        t0 = :erlang.monotonic_time(:nanosecond)
-        blind_pick(signal)
-        :erlang.monotonic_time(:nanosecond) - t0
-      end)
-    end
-
-    # For the runner on this node: each call routes the next signal.
-    def setup_cycle(signals) do
-      :persistent_term.put({__MODULE__, :signals}, List.to_tuple(signals))
-    end
-
-    def route_next, do: Jido.Router.route_with_locality(next())
-    def blind_next, do: blind_pick(next())
-
-    defp next do
-      signals = :persistent_term.get({__MODULE__, :signals})
-      i = Process.get(:cycle, 0)
-      Process.put(:cycle, i + 1)
-      elem(signals, rem(i, tuple_size(signals)))
-    end
-  end
-
 opts =
   Runner.parse_args!(System.argv(),
     seed: :integer,
@@ -182,10 +73,6 @@ nodes =
     [name: :loc_b1, location: [region: "eu", zone: "b"]],
     [name: :loc_b2, location: [region: "eu", zone: "b"]]
   ])
-
-for node <- nodes,
-    do:
-      {:module, _} = :erpc.call(node, :code, :load_binary, [peer_mod, ~c"locality.exs", peer_bin])
 
 await = fn what, fun, timeout_ms ->
   deadline = System.monotonic_time(:millisecond) + timeout_ms
@@ -259,7 +146,7 @@ for node <- [node() | nodes] do
   await.(
     "#{node} to list #{agent_total} agents",
     fn ->
-      Cluster.rpc(node, peer_mod, :agent_count, []) == agent_total
+      Cluster.rpc(node, Jido.Distributed.Test.RoutingLoad, :agent_count, []) == agent_total
     end,
     30_000
   )
@@ -292,16 +179,24 @@ count_local = fn chooser ->
 end
 
 {local, unrouted} =
-  count_local.(fn origin, sigs -> Cluster.rpc(origin, peer_mod, :route_nodes, [sigs]) end)
+  count_local.(fn origin, sigs ->
+    Cluster.rpc(origin, Jido.Distributed.Test.RoutingLoad, :route_nodes, [sigs])
+  end)
 
 {blind_local, _} =
-  count_local.(fn origin, sigs -> Cluster.rpc(origin, peer_mod, :blind_nodes, [sigs, seed]) end)
+  count_local.(fn origin, sigs ->
+    Cluster.rpc(origin, Jido.Distributed.Test.RoutingLoad, :blind_nodes, [sigs, seed])
+  end)
 
 IO.puts("part 1: sending #{signal_total} signals each way...")
 
 measure_sends = fn fun ->
-  before_links = Enum.map(nodes, &Cluster.rpc(&1, peer_mod, :link_signals, []))
-  before_dist = Enum.map(nodes, &Cluster.rpc(&1, peer_mod, :dist_counters, [nodes]))
+  before_links =
+    Enum.map(nodes, &Cluster.rpc(&1, Jido.Distributed.Test.RoutingLoad, :link_signals, []))
+
+  before_dist =
+    Enum.map(nodes, &Cluster.rpc(&1, Jido.Distributed.Test.RoutingLoad, :dist_counters, [nodes]))
+
   received_before = collectors |> Enum.map(&Collector.report(&1).received) |> Enum.sum()
 
   by_origin
@@ -309,8 +204,12 @@ measure_sends = fn fun ->
   |> Enum.each(&Task.await(&1, 120_000))
 
   {:ok, _} = Collector.await_total(collectors, received_before + signal_total, 120_000)
-  after_links = Enum.map(nodes, &Cluster.rpc(&1, peer_mod, :link_signals, []))
-  after_dist = Enum.map(nodes, &Cluster.rpc(&1, peer_mod, :dist_counters, [nodes]))
+
+  after_links =
+    Enum.map(nodes, &Cluster.rpc(&1, Jido.Distributed.Test.RoutingLoad, :link_signals, []))
+
+  after_dist =
+    Enum.map(nodes, &Cluster.rpc(&1, Jido.Distributed.Test.RoutingLoad, :dist_counters, [nodes]))
 
   {packets, bytes} =
     Enum.zip(before_dist, after_dist)
@@ -325,12 +224,12 @@ end
 
 locality_sends =
   measure_sends.(fn origin, sigs ->
-    Cluster.rpc(origin, peer_mod, :send_locality, [sigs], 120_000)
+    Cluster.rpc(origin, Jido.Distributed.Test.RoutingLoad, :send_locality, [sigs], 120_000)
   end)
 
 blind_sends =
   measure_sends.(fn origin, sigs ->
-    Cluster.rpc(origin, peer_mod, :send_blind, [sigs, seed], 120_000)
+    Cluster.rpc(origin, Jido.Distributed.Test.RoutingLoad, :send_blind, [sigs, seed], 120_000)
   end)
 
 Enum.each(collectors, &Collector.stop/1)
@@ -339,7 +238,7 @@ for node <- [node() | nodes] do
   await.(
     "#{node} to drop the part 1 agents",
     fn ->
-      Cluster.rpc(node, peer_mod, :agent_count, []) == 0
+      Cluster.rpc(node, Jido.Distributed.Test.RoutingLoad, :agent_count, []) == 0
     end,
     30_000
   )
@@ -396,7 +295,10 @@ big_specs =
     big_specs
     |> Enum.group_by(&elem(&1, 0), &elem(&1, 1))
     |> Enum.map(fn {node, specs} ->
-      {node, Task.async(fn -> Cluster.rpc(node, peer_mod, :start_agents, [specs], 120_000) end)}
+      {node,
+       Task.async(fn ->
+         Cluster.rpc(node, Jido.Distributed.Test.RoutingLoad, :start_agents, [specs], 120_000)
+       end)}
     end)
     |> Enum.map(fn {node, task} -> {node, Task.await(task, 120_000)} end)
   end)
@@ -407,7 +309,7 @@ big_specs =
       await.(
         "#{node} to list #{big_agents} agents",
         fn ->
-          Cluster.rpc(node, peer_mod, :agent_count, []) == big_agents
+          Cluster.rpc(node, Jido.Distributed.Test.RoutingLoad, :agent_count, []) == big_agents
         end,
         60_000
       )
@@ -422,12 +324,24 @@ IO.puts("part 2: timing #{lookups} routes on each peer...")
 
 peer_samples =
   Enum.flat_map(nodes, fn node ->
-    Cluster.rpc(node, peer_mod, :time_routes, [lookup_signals.(lookups, node)], 120_000)
+    Cluster.rpc(
+      node,
+      Jido.Distributed.Test.RoutingLoad,
+      :time_routes,
+      [lookup_signals.(lookups, node)],
+      120_000
+    )
   end)
 
 blind_samples =
   Enum.flat_map(nodes, fn node ->
-    Cluster.rpc(node, peer_mod, :time_blind, [lookup_signals.(div(lookups, 4), node)], 120_000)
+    Cluster.rpc(
+      node,
+      Jido.Distributed.Test.RoutingLoad,
+      :time_blind,
+      [lookup_signals.(div(lookups, 4), node)],
+      120_000
+    )
   end)
 
 route_ns = Enum.map(peer_samples, &elem(&1, 0))
@@ -439,19 +353,23 @@ pct = fn
   samples, p -> us.(Stats.percentile(samples, p))
 end
 
-LocalityBench.Peer.setup_cycle(lookup_signals.(5_000, :main))
+Jido.Distributed.Test.RoutingLoad.setup_cycle(lookup_signals.(5_000, :main))
 
 results =
   Runner.run(
     [
       {"route_with_locality/1 (this node: no agents, remote path)",
-       &LocalityBench.Peer.route_next/0},
-      {"blind: capable_agents/1 + random (this node)", &LocalityBench.Peer.blind_next/0}
+       &Jido.Distributed.Test.RoutingLoad.route_next/0},
+      {"blind: capable_agents/1 + random (this node)",
+       &Jido.Distributed.Test.RoutingLoad.blind_next/0}
     ],
     runner_opts
   )
 
-Enum.each(big_pids, fn {node, pids} -> Cluster.rpc(node, peer_mod, :stop_agents, [pids]) end)
+Enum.each(big_pids, fn {node, pids} ->
+  Cluster.rpc(node, Jido.Distributed.Test.RoutingLoad, :stop_agents, [pids])
+end)
+
 Cluster.stop_nodes(nodes)
 
 # --- report --------------------------------------------------------------------------
