@@ -1,227 +1,613 @@
-//! A minimal walker over Erlang's external term format that lists the atoms
-//! a term contains.
+//! One walker over Erlang's external term format (ETF), with two uses.
 //!
-//! Receivers decode frame entries with `binary_to_term(_, [:safe])`, which
-//! refuses atoms that do not exist on the receiving node yet. Plain
-//! distribution creates such atoms; to deliver the same signals, a Link
-//! sends the names of the atoms in each frame alongside it, in the
-//! distribution message itself, so the receiving node's distribution layer
-//! creates them (exactly as it would for a plain `send/2`) before the frame
-//! is decoded.
+//! **Checking untrusted bytes** ([`check`]). eetf (erl_dist's term codec)
+//! trusts its input: it recurses once per nesting level (deep nesting
+//! overflows the stack, which aborts the process), sizes vectors from
+//! declared counts before reading them (a 10-byte message can ask for
+//! gigabytes), inflates compressed terms without a bound and panics on
+//! atom-cache references. The relay calls [`check`] first; it accepts only
+//! what eetf then decodes within bounds: every declared length fits in the
+//! bytes that are actually there, nesting and term count stay under
+//! [`Limits`], and compressed terms, distribution headers and atom-cache
+//! references are refused (BEAM never sends them on a connection that did
+//! not negotiate them).
+//!
+//! **Listing atoms** ([`distinct_atoms`]). Receivers decode frame entries
+//! with `binary_to_term(_, [:safe])`, which refuses atoms that do not exist
+//! on the receiving node yet. Plain distribution creates such atoms; to
+//! deliver the same signals, a Link sends the names of the atoms in each
+//! frame alongside it, in the distribution message itself, so the receiving
+//! node's distribution layer creates them (exactly as it would for a plain
+//! `send/2`) before the frame is decoded.
+//!
+//! Both are built on [`check_with`], which walks the bytes without recursion
+//! and without allocating per term, and hands every atom it meets to a
+//! visitor: plain atoms, node names inside pids, ports and references, and
+//! module and function names inside funs. [`check`] passes a visitor that
+//! does nothing, which compiles away.
 
-use thiserror::Error;
+use std::borrow::Cow;
+use std::collections::HashSet;
 
-/// Why a term could not be walked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-pub enum EtfError {
-    #[error("external term is truncated")]
-    Truncated,
-    #[error("not external term format (no version byte)")]
-    BadVersion,
-    #[error("unsupported external term tag {0}")]
-    UnsupportedTag(u8),
-    #[error("external term claims more elements than can exist")]
-    TooDeep,
+/// Bounds applied by [`check`] and [`check_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Deepest nesting of tuples, lists, maps and funs.
+    pub max_depth: usize,
+    /// Most terms (counting every element) in one message.
+    pub max_terms: u64,
 }
 
-/// Calls `found` with the text of each atom in `term` (external term format,
-/// with its version byte), in order of appearance, repeats included. Atom
-/// texts are UTF-8 except for the latin-1 tags, which are passed with
-/// `latin1 = true`.
-pub fn each_atom<'a>(
-    term: &'a [u8],
-    found: &mut dyn FnMut(&'a [u8], bool),
-) -> Result<(), EtfError> {
-    match term.first() {
-        Some(131) => {}
-        Some(_) => return Err(EtfError::BadVersion),
-        None => return Err(EtfError::Truncated),
-    }
-    let mut walker = Walker {
-        bytes: term,
-        at: 1,
-        found,
+impl Limits {
+    /// No bounds beyond the bytes themselves. The walker still allocates at
+    /// most one counter per input byte, so this is safe on any input; it
+    /// only drops the policy limits on nesting and term count.
+    pub const UNBOUNDED: Self = Self {
+        max_depth: usize::MAX,
+        max_terms: u64::MAX,
     };
-    // Iterative over a count of pending terms, so deep lists cannot blow
-    // the stack; nesting only grows the counter.
-    let mut pending: usize = 1;
-    while pending > 0 {
-        pending -= 1;
-        let more = walker.term()?;
-        // A claimed count beyond the bytes left fails at the next read.
-        pending = pending.checked_add(more).ok_or(EtfError::TooDeep)?;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_depth: 256,
+            max_terms: 1_000_000,
+        }
+    }
+}
+
+/// Why bytes were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EtfError {
+    /// The bytes end inside a term.
+    #[error("truncated term at byte {0}")]
+    Truncated(usize),
+    /// A top-level term does not start with the version byte 131.
+    #[error("bad version byte {byte} at byte {at}")]
+    BadVersion {
+        /// Offending byte.
+        byte: u8,
+        /// Its position.
+        at: usize,
+    },
+    /// A tag that is not accepted here.
+    #[error("unsupported tag {tag} at byte {at}")]
+    UnsupportedTag {
+        /// Offending tag.
+        tag: u8,
+        /// Its position.
+        at: usize,
+    },
+    /// A declared size or count larger than the remaining bytes.
+    #[error("declared size {declared} at byte {at} exceeds the {remaining} bytes left")]
+    BadLength {
+        /// What the term declared.
+        declared: u64,
+        /// Bytes left after the header.
+        remaining: usize,
+        /// Position of the term.
+        at: usize,
+    },
+    /// Nesting deeper than [`Limits::max_depth`].
+    #[error("nesting deeper than {0}")]
+    TooDeep(usize),
+    /// More terms than [`Limits::max_terms`].
+    #[error("more than {0} terms")]
+    TooManyTerms(u64),
+    /// A bitstring whose trailing-bits count is not 1..=8.
+    #[error("bad bit count {0} in bitstring")]
+    BadBits(u8),
+    /// A UTF-8 atom whose text is not valid UTF-8.
+    #[error("atom at byte {0} is not valid UTF-8")]
+    BadAtom(usize),
+    /// Bytes that follow the last complete term, or no term at all.
+    #[error("expected {expected} top-level terms, found a different layout")]
+    Layout {
+        /// How many top-level terms were expected (at most).
+        expected: usize,
+    },
+}
+
+/// An atom met by the walker, as it appears in the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Atom<'a> {
+    /// The atom's text, undecoded.
+    pub text: &'a [u8],
+    /// Whether `text` is latin-1 (`ATOM_EXT`, `SMALL_ATOM_EXT`) rather than
+    /// UTF-8.
+    pub latin1: bool,
+    /// Position of the atom's tag.
+    pub at: usize,
+}
+
+impl<'a> Atom<'a> {
+    /// The atom's name as UTF-8: borrowed when the text is UTF-8 or ASCII,
+    /// converted when it is latin-1 beyond ASCII.
+    pub fn name(&self) -> Result<Cow<'a, str>, EtfError> {
+        if self.latin1 && !self.text.is_ascii() {
+            Ok(Cow::Owned(
+                self.text.iter().map(|&b| char::from(b)).collect(),
+            ))
+        } else {
+            std::str::from_utf8(self.text)
+                .map(Cow::Borrowed)
+                .map_err(|_| EtfError::BadAtom(self.at))
+        }
+    }
+}
+
+const VERSION: u8 = 131;
+
+/// Checks that `bytes` holds 1 to `max_terms_top` complete top-level terms
+/// (each with its version byte) and nothing else.
+///
+/// A distribution message is a control tuple optionally followed by a
+/// payload term, so the relay calls this with `max_terms_top = 2`.
+pub fn check(bytes: &[u8], max_terms_top: usize, limits: Limits) -> Result<(), EtfError> {
+    check_with(bytes, max_terms_top, limits, |_| Ok(()))
+}
+
+/// [`check`], calling `visit` on every atom in order of appearance (repeats
+/// included), including node names in pids, ports and references and
+/// module and function names in funs. An error from `visit` stops the walk
+/// and is returned.
+pub fn check_with<'a, F>(
+    bytes: &'a [u8],
+    max_terms_top: usize,
+    limits: Limits,
+    mut visit: F,
+) -> Result<(), EtfError>
+where
+    F: FnMut(Atom<'a>) -> Result<(), EtfError>,
+{
+    let mut cur = Cursor { bytes, pos: 0 };
+    let mut top = 0;
+    let mut terms = 0u64;
+    while cur.pos < bytes.len() {
+        if top == max_terms_top {
+            return Err(EtfError::Layout {
+                expected: max_terms_top,
+            });
+        }
+        let at = cur.pos;
+        let version = cur.u8()?;
+        if version != VERSION {
+            return Err(EtfError::BadVersion { byte: version, at });
+        }
+        walk_term(&mut cur, limits, &mut terms, &mut visit)?;
+        top += 1;
+    }
+    if top == 0 {
+        return Err(EtfError::Layout {
+            expected: max_terms_top,
+        });
     }
     Ok(())
 }
 
-/// The distinct atom texts of all `terms`, in order of first appearance,
-/// as UTF-8 (latin-1 atoms converted).
+/// The distinct atom names of all `terms` (each one top-level term with its
+/// version byte), in order of first appearance, as UTF-8 (latin-1 atoms
+/// converted, so an atom is listed once whichever way it was encoded).
+///
+/// The terms are walked with [`Limits::UNBOUNDED`]: they are the local
+/// node's own `term_to_binary` output, and any nesting it produces must be
+/// listed.
 pub fn distinct_atoms<T: AsRef<[u8]>>(terms: &[T]) -> Result<Vec<String>, EtfError> {
-    let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+    let mut seen: HashSet<Cow<'_, str>> = HashSet::new();
     let mut out = Vec::new();
     for term in terms {
-        let mut fail = None;
-        each_atom(term.as_ref(), &mut |text, latin1| {
-            if fail.is_some() || seen.contains(text) {
-                return;
+        check_with(term.as_ref(), 1, Limits::UNBOUNDED, |atom| {
+            let name = atom.name()?;
+            if !seen.contains(&name) {
+                out.push(name.clone().into_owned());
+                seen.insert(name);
             }
-            let name = if latin1 {
-                Some(text.iter().map(|&b| b as char).collect::<String>())
-            } else {
-                std::str::from_utf8(text).ok().map(str::to_owned)
-            };
-            match name {
-                Some(name) => {
-                    seen.insert(text.to_vec());
-                    out.push(name);
-                }
-                None => fail = Some(EtfError::UnsupportedTag(118)),
-            }
+            Ok(())
         })?;
-        if let Some(err) = fail {
-            return Err(err);
-        }
     }
     Ok(out)
 }
 
-struct Walker<'a, 'f> {
+struct Cursor<'a> {
     bytes: &'a [u8],
-    at: usize,
-    found: &'f mut dyn FnMut(&'a [u8], bool),
+    pos: usize,
 }
 
-impl<'a> Walker<'a, '_> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], EtfError> {
-        let end = self.at.checked_add(n).ok_or(EtfError::Truncated)?;
-        let slice = self.bytes.get(self.at..end).ok_or(EtfError::Truncated)?;
-        self.at = end;
-        Ok(slice)
+impl<'a> Cursor<'a> {
+    fn remaining(&self) -> usize {
+        self.bytes.len() - self.pos
     }
 
-    fn u8(&mut self) -> Result<usize, EtfError> {
-        Ok(self.take(1)?[0] as usize)
+    fn skip(&mut self, n: u64) -> Result<(), EtfError> {
+        match usize::try_from(n) {
+            Ok(n) if n <= self.remaining() => {
+                self.pos += n;
+                Ok(())
+            }
+            _ => Err(EtfError::Truncated(self.pos)),
+        }
     }
 
-    fn u16(&mut self) -> Result<usize, EtfError> {
-        let b = self.take(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]) as usize)
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], EtfError> {
+        let end = self.pos.checked_add(N).filter(|&e| e <= self.bytes.len());
+        match end.and_then(|e| self.bytes.get(self.pos..e)) {
+            Some(slice) => {
+                let mut out = [0u8; N];
+                out.copy_from_slice(slice);
+                self.pos += N;
+                Ok(out)
+            }
+            None => Err(EtfError::Truncated(self.pos)),
+        }
     }
 
-    fn u32(&mut self) -> Result<usize, EtfError> {
-        let b = self.take(4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    fn u8(&mut self) -> Result<u8, EtfError> {
+        let [b] = self.take::<1>()?;
+        Ok(b)
     }
 
-    fn atom_text(&mut self, len: usize, latin1: bool) -> Result<(), EtfError> {
-        let text = self.take(len)?;
-        (self.found)(text, latin1);
+    fn u16(&mut self) -> Result<u64, EtfError> {
+        Ok(u64::from(u16::from_be_bytes(self.take()?)))
+    }
+
+    fn u32(&mut self) -> Result<u64, EtfError> {
+        Ok(u64::from(u32::from_be_bytes(self.take()?)))
+    }
+
+    // A declared length must fit in what is left: `per_item` bytes at least each.
+    fn fits(&self, declared: u64, per_item: u64, at: usize) -> Result<(), EtfError> {
+        let needed = declared.saturating_mul(per_item);
+        if needed <= self.remaining() as u64 {
+            Ok(())
+        } else {
+            Err(EtfError::BadLength {
+                declared,
+                remaining: self.remaining(),
+                at,
+            })
+        }
+    }
+
+    fn sized(&mut self, len: u64, at: usize) -> Result<(), EtfError> {
+        self.fits(len, 1, at)?;
+        self.skip(len)
+    }
+
+    // The next `len` bytes, which the term at `at` declared.
+    fn slice(&mut self, len: u64, at: usize) -> Result<&'a [u8], EtfError> {
+        let start = self.pos;
+        self.sized(len, at)?;
+        self.bytes
+            .get(start..self.pos)
+            .ok_or(EtfError::Truncated(start))
+    }
+
+    // The rest of an atom whose tag (at `at`) has been read.
+    fn atom_body<F>(&mut self, tag: u8, at: usize, visit: &mut F) -> Result<(), EtfError>
+    where
+        F: FnMut(Atom<'a>) -> Result<(), EtfError>,
+    {
+        let (len, latin1) = match tag {
+            ATOM_EXT => (self.u16()?, true),
+            SMALL_ATOM_EXT => (u64::from(self.u8()?), true),
+            ATOM_UTF8_EXT => (self.u16()?, false),
+            SMALL_ATOM_UTF8_EXT => (u64::from(self.u8()?), false),
+            tag => return Err(EtfError::UnsupportedTag { tag, at }),
+        };
+        let text = self.slice(len, at)?;
+        visit(Atom { text, latin1, at })
+    }
+
+    // An atom that must be one (node names, fun modules and names).
+    fn atom<F>(&mut self, visit: &mut F) -> Result<(), EtfError>
+    where
+        F: FnMut(Atom<'a>) -> Result<(), EtfError>,
+    {
+        let at = self.pos;
+        let tag = self.u8()?;
+        self.atom_body(tag, at, visit)
+    }
+}
+
+const NEW_FLOAT_EXT: u8 = 70;
+const BIT_BINARY_EXT: u8 = 77;
+const NEW_PID_EXT: u8 = 88;
+const NEW_PORT_EXT: u8 = 89;
+const NEWER_REFERENCE_EXT: u8 = 90;
+const SMALL_INTEGER_EXT: u8 = 97;
+const INTEGER_EXT: u8 = 98;
+const FLOAT_EXT: u8 = 99;
+const ATOM_EXT: u8 = 100;
+const REFERENCE_EXT: u8 = 101;
+const PORT_EXT: u8 = 102;
+const PID_EXT: u8 = 103;
+const SMALL_TUPLE_EXT: u8 = 104;
+const LARGE_TUPLE_EXT: u8 = 105;
+const NIL_EXT: u8 = 106;
+const STRING_EXT: u8 = 107;
+const LIST_EXT: u8 = 108;
+const BINARY_EXT: u8 = 109;
+const SMALL_BIG_EXT: u8 = 110;
+const LARGE_BIG_EXT: u8 = 111;
+const NEW_FUN_EXT: u8 = 112;
+const EXPORT_EXT: u8 = 113;
+const NEW_REFERENCE_EXT: u8 = 114;
+const SMALL_ATOM_EXT: u8 = 115;
+const MAP_EXT: u8 = 116;
+const ATOM_UTF8_EXT: u8 = 118;
+const SMALL_ATOM_UTF8_EXT: u8 = 119;
+const V4_PORT_EXT: u8 = 120;
+
+// Walks one term. `pending` holds, per open container, how many of its
+// terms are still to be read; its length is the nesting depth. A container
+// is opened only after its count has been checked against the bytes left,
+// so `pending` never holds more entries than there are input bytes.
+fn walk_term<'a, F>(
+    cur: &mut Cursor<'a>,
+    limits: Limits,
+    terms: &mut u64,
+    visit: &mut F,
+) -> Result<(), EtfError>
+where
+    F: FnMut(Atom<'a>) -> Result<(), EtfError>,
+{
+    let mut pending: Vec<u64> = vec![1];
+    let open = |pending: &mut Vec<u64>, n: u64, terms: &mut u64| -> Result<(), EtfError> {
+        *terms = terms.saturating_add(n);
+        if *terms > limits.max_terms {
+            return Err(EtfError::TooManyTerms(limits.max_terms));
+        }
+        if n > 0 {
+            if pending.len() >= limits.max_depth {
+                return Err(EtfError::TooDeep(limits.max_depth));
+            }
+            pending.push(n);
+        }
         Ok(())
-    }
+    };
+    *terms = terms.saturating_add(1);
 
-    /// Reads one atom term (node names in pids, module names in funs).
-    fn atom(&mut self) -> Result<(), EtfError> {
-        match self.u8()? as u8 {
-            100 => {
-                let n = self.u16()?;
-                self.atom_text(n, true)
-            }
-            115 => {
-                let n = self.u8()?;
-                self.atom_text(n, true)
-            }
-            118 => {
-                let n = self.u16()?;
-                self.atom_text(n, false)
-            }
-            119 => {
-                let n = self.u8()?;
-                self.atom_text(n, false)
-            }
-            tag => Err(EtfError::UnsupportedTag(tag)),
+    while let Some(left) = pending.last_mut() {
+        if *left == 0 {
+            pending.pop();
+            continue;
         }
-    }
+        *left -= 1;
 
-    /// Reads one term's own bytes; returns how many sub-terms follow it.
-    fn term(&mut self) -> Result<usize, EtfError> {
-        let tag = self.u8()? as u8;
+        let at = cur.pos;
+        let tag = cur.u8()?;
         match tag {
-            97 => self.take(1).map(|_| 0),
-            98 => self.take(4).map(|_| 0),
-            70 => self.take(8).map(|_| 0),
-            99 => self.take(31).map(|_| 0),
-            100 | 115 | 118 | 119 => {
-                self.at -= 1;
-                self.atom().map(|_| 0)
+            SMALL_INTEGER_EXT => cur.skip(1)?,
+            INTEGER_EXT => cur.skip(4)?,
+            NEW_FLOAT_EXT => cur.skip(8)?,
+            FLOAT_EXT => cur.skip(31)?,
+            NIL_EXT => {}
+            ATOM_EXT | ATOM_UTF8_EXT | SMALL_ATOM_EXT | SMALL_ATOM_UTF8_EXT => {
+                cur.atom_body(tag, at, visit)?;
             }
-            104 => self.u8(),
-            105 => self.u32(),
-            106 => Ok(0),
-            107 => {
-                let n = self.u16()?;
-                self.take(n).map(|_| 0)
+            STRING_EXT => {
+                let len = cur.u16()?;
+                cur.sized(len, at)?;
             }
-            // A list: its elements and its tail.
-            108 => Ok(self.u32()? + 1),
-            109 => {
-                let n = self.u32()?;
-                self.take(n).map(|_| 0)
+            BINARY_EXT => {
+                let len = cur.u32()?;
+                cur.sized(len, at)?;
             }
-            77 => {
-                let n = self.u32()?;
-                self.take(1 + n).map(|_| 0)
+            BIT_BINARY_EXT => {
+                let len = cur.u32()?;
+                let bits = cur.u8()?;
+                if !(1..=8).contains(&bits) {
+                    return Err(EtfError::BadBits(bits));
+                }
+                cur.sized(len, at)?;
             }
-            110 => {
-                let n = self.u8()?;
-                self.take(1 + n).map(|_| 0)
+            SMALL_BIG_EXT => {
+                let n = u64::from(cur.u8()?);
+                cur.skip(1)?;
+                cur.sized(n, at)?;
             }
-            111 => {
-                let n = self.u32()?;
-                self.take(1 + n).map(|_| 0)
+            LARGE_BIG_EXT => {
+                let n = cur.u32()?;
+                cur.skip(1)?;
+                cur.sized(n, at)?;
             }
-            116 => Ok(self.u32()?.checked_mul(2).ok_or(EtfError::TooDeep)?),
             // Pids, ports and references: a node atom and fixed fields.
-            88 => self.atom().and_then(|_| self.take(12)).map(|_| 0),
-            103 => self.atom().and_then(|_| self.take(9)).map(|_| 0),
-            89 => self.atom().and_then(|_| self.take(8)).map(|_| 0),
-            120 => self.atom().and_then(|_| self.take(12)).map(|_| 0),
-            102 => self.atom().and_then(|_| self.take(5)).map(|_| 0),
-            101 => self.atom().and_then(|_| self.take(5)).map(|_| 0),
-            114 => {
-                let n = self.u16()?;
-                self.atom()?;
-                self.take(1 + 4 * n).map(|_| 0)
+            PID_EXT => {
+                cur.atom(visit)?;
+                cur.skip(9)?;
             }
-            90 => {
-                let n = self.u16()?;
-                self.atom()?;
-                self.take(4 + 4 * n).map(|_| 0)
+            NEW_PID_EXT => {
+                cur.atom(visit)?;
+                cur.skip(12)?;
             }
-            // fun M:F/A: two atoms and a small integer term.
-            113 => {
-                self.atom()?;
-                self.atom()?;
-                Ok(1)
+            PORT_EXT => {
+                cur.atom(visit)?;
+                cur.skip(5)?;
             }
-            // A closure: fixed header, module atom, then old index, old
-            // uniq, pid and the free variables as terms.
-            112 => {
-                self.take(4 + 1 + 16 + 4)?;
-                let free = self.u32()?;
-                self.atom()?;
-                Ok(3 + free)
+            NEW_PORT_EXT => {
+                cur.atom(visit)?;
+                cur.skip(8)?;
             }
-            other => Err(EtfError::UnsupportedTag(other)),
+            V4_PORT_EXT => {
+                cur.atom(visit)?;
+                cur.skip(12)?;
+            }
+            REFERENCE_EXT => {
+                cur.atom(visit)?;
+                cur.skip(5)?;
+            }
+            NEW_REFERENCE_EXT | NEWER_REFERENCE_EXT => {
+                let creation_len = if tag == NEW_REFERENCE_EXT { 1 } else { 4 };
+                let ids = cur.u16()?;
+                cur.atom(visit)?;
+                cur.skip(creation_len)?;
+                cur.fits(ids, 4, at)?;
+                cur.skip(ids * 4)?;
+            }
+            SMALL_TUPLE_EXT => {
+                let n = u64::from(cur.u8()?);
+                cur.fits(n, 1, at)?;
+                open(&mut pending, n, terms)?;
+            }
+            LARGE_TUPLE_EXT => {
+                let n = cur.u32()?;
+                cur.fits(n, 1, at)?;
+                open(&mut pending, n, terms)?;
+            }
+            LIST_EXT => {
+                // Elements, then the tail.
+                let n = cur.u32()?.saturating_add(1);
+                cur.fits(n, 1, at)?;
+                open(&mut pending, n, terms)?;
+            }
+            MAP_EXT => {
+                let pairs = cur.u32()?;
+                cur.fits(pairs, 2, at)?;
+                open(&mut pending, pairs * 2, terms)?;
+            }
+            EXPORT_EXT => {
+                // fun M:F/A: module and function atoms, the arity as a
+                // SMALL_INTEGER_EXT.
+                cur.atom(visit)?;
+                cur.atom(visit)?;
+                let arity_at = cur.pos;
+                match cur.u8()? {
+                    SMALL_INTEGER_EXT => cur.skip(1)?,
+                    tag => return Err(EtfError::UnsupportedTag { tag, at: arity_at }),
+                }
+            }
+            NEW_FUN_EXT => {
+                // Size(4) Arity(1) Uniq(16) Index(4) NumFree(4) Module
+                // OldIndex OldUniq Pid FreeVars...
+                cur.skip(4 + 1 + 16 + 4)?;
+                let free = cur.u32()?;
+                cur.atom(visit)?;
+                let n = free.saturating_add(3);
+                cur.fits(n, 1, at)?;
+                open(&mut pending, n, terms)?;
+            }
+            _ => return Err(EtfError::UnsupportedTag { tag, at }),
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// `elixir --name gen@127.0.0.1 otp_terms.exs` on OTP 25 (see that
+    /// script): a map holding maps, a struct, a MapSet, a pid, a reference,
+    /// a port, a closure, an external fun, floats, big integers (small and
+    /// large), a bitstring, a charlist, nested and improper lists and a
+    /// 300-element tuple.
+    const OTP_TERM: &[u8] = include_bytes!("../tests/fixtures/otp_term.etf");
+    /// The same term with `minor_version: 2` (every atom UTF-8).
+    const OTP_TERM_V2: &[u8] = include_bytes!("../tests/fixtures/otp_term_v2.etf");
+
+    fn ok(bytes: &[u8]) -> Result<(), EtfError> {
+        check(bytes, 2, Limits::default())
+    }
+
     fn atoms(bytes: &[u8]) -> Vec<String> {
-        distinct_atoms(&[bytes]).unwrap()
+        distinct_atoms(&[bytes]).expect("walks")
+    }
+
+    fn all_atoms(bytes: &[u8]) -> Vec<(String, bool)> {
+        let mut out = Vec::new();
+        check(bytes, 1, Limits::default()).expect("checks");
+        check_with(bytes, 1, Limits::default(), |atom| {
+            out.push((atom.name()?.into_owned(), atom.latin1));
+            Ok(())
+        })
+        .expect("walks");
+        out
+    }
+
+    // Map keys and values appear in the map's internal order; the expected
+    // lists below are that order, checked by hand against the term.
+    const OTP_ATOMS: &[&str] = &[
+        "atom_key",
+        "plain",
+        "ünïcödé_latin1",
+        "日本",
+        "true",
+        "false",
+        "nil",
+        "bigs",
+        "bits",
+        "bytes",
+        "charlist",
+        "closure",
+        "Elixir.Jido.EtfFixture",
+        "gen@127.0.0.1",
+        "export",
+        "Elixir.Enum",
+        "map",
+        "keyword",
+        "opt",
+        "other",
+        "ok",
+        "done",
+        "large_tuple",
+        "mapset",
+        "__struct__",
+        "Elixir.MapSet",
+        "m1",
+        "m2",
+        "version",
+        "nested",
+        "deep",
+        "improper_tail",
+        "pid",
+        "port",
+        "ref",
+        "struct",
+        "name",
+        "tags",
+        "a",
+        "b",
+    ];
+
+    #[test]
+    fn walks_everything_otp_encodes() {
+        for bytes in [OTP_TERM, OTP_TERM_V2] {
+            assert_eq!(check(bytes, 1, Limits::default()), Ok(()));
+            assert_eq!(atoms(bytes), OTP_ATOMS);
+        }
+        // Default encoding: latin-1 atoms as ATOM_EXT, others as UTF-8.
+        let default: Vec<_> = all_atoms(OTP_TERM);
+        assert!(default.contains(&("ünïcödé_latin1".to_owned(), true)));
+        assert!(default.contains(&("日本".to_owned(), false)));
+        assert!(all_atoms(OTP_TERM_V2).iter().all(|(_, latin1)| !latin1));
+        // Node names come from the pid, the port, the reference and the
+        // closure's pid; module names from the struct, the closure and the
+        // external fun.
+        let node = default.iter().filter(|(a, _)| a == "gen@127.0.0.1");
+        assert_eq!(node.count(), 4);
+        let module = default
+            .iter()
+            .filter(|(a, _)| a == "Elixir.Jido.EtfFixture");
+        assert_eq!(module.count(), 2);
+    }
+
+    #[test]
+    fn accepts_two_terms_and_no_more() {
+        let two = [OTP_TERM, OTP_TERM_V2].concat();
+        assert_eq!(ok(&two), Ok(()));
+        let three = [OTP_TERM, OTP_TERM, OTP_TERM].concat();
+        assert!(matches!(ok(&three), Err(EtfError::Layout { expected: 2 })));
+        // distinct_atoms takes one term per entry.
+        assert!(matches!(
+            distinct_atoms(&[two]),
+            Err(EtfError::Layout { expected: 1 })
+        ));
+        // Atoms are distinct across entries and across encodings.
+        assert_eq!(
+            distinct_atoms(&[OTP_TERM, OTP_TERM_V2]),
+            Ok(atoms(OTP_TERM))
+        );
     }
 
     // Bytes produced by OTP 25's term_to_binary, written out by hand.
@@ -241,21 +627,182 @@ mod tests {
         // %{k: :k}: repeats are listed once
         let m = [131, 116, 0, 0, 0, 1, 119, 1, b'k', 119, 1, b'k'];
         assert_eq!(atoms(&m), vec!["k"]);
-        // latin-1 atom "é"
+        // latin-1 atom "é", as SMALL_ATOM_EXT and as ATOM_EXT, and the same
+        // atom as UTF-8: one name.
         assert_eq!(atoms(&[131, 115, 1, 0xE9]), vec!["é"]);
+        let three = [
+            131, 108, 0, 0, 0, 2, 100, 0, 1, 0xE9, 119, 2, 0xC3, 0xA9, 106,
+        ];
+        assert_eq!(atoms(&three), vec!["é"]);
+        // An invalid UTF-8 atom passes the check but cannot be listed.
+        let bad = [131, 119, 1, 0xE9];
+        assert_eq!(check(&bad, 1, Limits::default()), Ok(()));
+        assert_eq!(distinct_atoms(&[bad]), Err(EtfError::BadAtom(1)));
+    }
+
+    #[test]
+    fn lists_atoms_in_every_pid_port_reference_and_fun_form() {
+        let node = |bytes: &mut Vec<u8>| bytes.extend_from_slice(&[119, 1, b'n']);
+        let mut forms: Vec<Vec<u8>> = Vec::new();
+        for (tag, fixed) in [
+            (PID_EXT, 9),
+            (NEW_PID_EXT, 12),
+            (PORT_EXT, 5),
+            (NEW_PORT_EXT, 8),
+            (V4_PORT_EXT, 12),
+            (REFERENCE_EXT, 5),
+        ] {
+            let mut b = vec![VERSION, tag];
+            node(&mut b);
+            b.extend(std::iter::repeat_n(0, fixed));
+            forms.push(b);
+        }
+        for (tag, creation) in [(NEW_REFERENCE_EXT, 1), (NEWER_REFERENCE_EXT, 4)] {
+            let mut b = vec![VERSION, tag, 0, 3];
+            node(&mut b);
+            b.extend(std::iter::repeat_n(0, creation + 3 * 4));
+            forms.push(b);
+        }
+        for bytes in &forms {
+            assert_eq!(atoms(bytes), vec!["n"], "{bytes:?}");
+        }
+        // fun m:f/2
+        let export = [VERSION, EXPORT_EXT, 119, 1, b'm', 119, 1, b'f', 97, 2];
+        assert_eq!(atoms(&export), vec!["m", "f"]);
+        let bad_arity = [VERSION, EXPORT_EXT, 119, 1, b'm', 119, 1, b'f', 106];
+        assert_eq!(
+            ok(&bad_arity),
+            Err(EtfError::UnsupportedTag { tag: 106, at: 8 })
+        );
+        // A closure in module m with one free variable :v.
+        let mut fun = vec![VERSION, NEW_FUN_EXT];
+        fun.extend([0; 4 + 1 + 16 + 4]);
+        fun.extend([0, 0, 0, 1, 119, 1, b'm', 97, 0, 97, 0, NEW_PID_EXT]);
+        node(&mut fun);
+        fun.extend([0; 12]);
+        fun.extend([119, 1, b'v']);
+        assert_eq!(atoms(&fun), vec!["m", "n", "v"]);
+        // A large tuple and a large big integer.
+        let mut large = vec![VERSION, LARGE_TUPLE_EXT, 0, 0, 1, 0];
+        large.extend(std::iter::repeat_n([119, 1, b't'], 256).flatten());
+        assert_eq!(atoms(&large), vec!["t"]);
+        let mut big = vec![VERSION, LARGE_BIG_EXT, 0, 0, 1, 0, 0];
+        big.extend([0xff; 256]);
+        assert_eq!(ok(&big), Ok(()));
+    }
+
+    #[test]
+    fn rejects_empty_extra_and_missing_version() {
+        assert!(matches!(ok(&[]), Err(EtfError::Layout { .. })));
+        let three = [OTP_TERM, OTP_TERM, OTP_TERM].concat();
+        assert!(matches!(ok(&three), Err(EtfError::Layout { .. })));
+        assert!(matches!(
+            ok(&OTP_TERM[1..]),
+            Err(EtfError::BadVersion { .. })
+        ));
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_not_a_panic() {
+        for bytes in [OTP_TERM, OTP_TERM_V2] {
+            for len in 1..bytes.len() {
+                assert!(ok(&bytes[..len]).is_err(), "prefix {len} accepted");
+                assert!(distinct_atoms(&[&bytes[..len]]).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn every_byte_flip_is_handled() {
+        // No panic, whatever the result. (That eetf then decodes accepted
+        // bytes without panicking is tested in jido_relay's connection.)
+        for i in 0..OTP_TERM.len() {
+            for delta in [1u8, 0x80, 0xff] {
+                let mut bytes = OTP_TERM.to_vec();
+                bytes[i] = bytes[i].wrapping_add(delta);
+                let _ = ok(&bytes);
+                let _ = distinct_atoms(&[&bytes]);
+            }
+        }
+    }
+
+    #[test]
+    fn huge_declared_lengths_are_refused() {
+        // LIST_EXT claiming 4 billion elements in a 10-byte message.
+        let list = [VERSION, LIST_EXT, 0xff, 0xff, 0xff, 0xff, NIL_EXT, NIL_EXT];
+        assert!(matches!(ok(&list), Err(EtfError::BadLength { .. })));
+        let binary = [VERSION, BINARY_EXT, 0xff, 0xff, 0xff, 0xff, 0];
+        assert!(matches!(ok(&binary), Err(EtfError::BadLength { .. })));
+        let map = [VERSION, MAP_EXT, 0x7f, 0xff, 0xff, 0xff, NIL_EXT];
+        assert!(matches!(ok(&map), Err(EtfError::BadLength { .. })));
+        let fun_vars = [&[VERSION, NEW_FUN_EXT][..], &[0; 25], &[0xff; 4], &[119, 0]].concat();
+        assert!(matches!(ok(&fun_vars), Err(EtfError::BadLength { .. })));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        // [[[[...]]]] 100k deep: eetf would overflow the stack.
+        let depth = 100_000;
+        let mut bytes = vec![VERSION];
+        for _ in 0..depth {
+            bytes.extend_from_slice(&[LIST_EXT, 0, 0, 0, 1]);
+        }
+        bytes.push(NIL_EXT);
+        bytes.extend(std::iter::repeat_n(NIL_EXT, depth));
+        assert_eq!(ok(&bytes), Err(EtfError::TooDeep(256)));
+        // Within the limit it is fine.
+        let limits = Limits {
+            max_depth: depth + 2,
+            max_terms: 10 * depth as u64,
+        };
+        assert_eq!(check(&bytes, 1, limits), Ok(()));
+        // Listing atoms has no depth limit, and does not recurse either.
+        assert_eq!(distinct_atoms(&[&bytes]), Ok(vec![]));
+    }
+
+    #[test]
+    fn term_count_is_bounded() {
+        // A list of 100 empty lists.
+        let mut bytes = vec![VERSION, LIST_EXT, 0, 0, 0, 100];
+        bytes.extend(std::iter::repeat_n(NIL_EXT, 101));
+        let limits = Limits {
+            max_depth: 8,
+            max_terms: 50,
+        };
+        assert_eq!(check(&bytes, 1, limits), Err(EtfError::TooManyTerms(50)));
+    }
+
+    #[test]
+    fn refuses_compressed_cache_refs_and_dist_headers() {
+        for tag in [80u8, 82, 68, 121, 117, 0, 255] {
+            let bytes = [VERSION, tag, 0, 0, 0, 0, 0, 0];
+            assert!(
+                matches!(ok(&bytes), Err(EtfError::UnsupportedTag { .. })),
+                "tag {tag}"
+            );
+        }
+    }
+
+    #[test]
+    fn bitstring_bits_are_checked() {
+        let bad = [VERSION, BIT_BINARY_EXT, 0, 0, 0, 1, 0, 0xff];
+        assert_eq!(ok(&bad), Err(EtfError::BadBits(0)));
+        let good = [VERSION, BIT_BINARY_EXT, 0, 0, 0, 1, 3, 0xe0];
+        assert_eq!(ok(&good), Ok(()));
     }
 
     #[test]
     fn hostile_input_is_an_error_not_a_panic() {
-        assert_eq!(distinct_atoms(&[&[] as &[u8]]), Err(EtfError::Truncated));
-        assert_eq!(distinct_atoms(&[&[1u8, 2][..]]), Err(EtfError::BadVersion));
+        let one = |bytes: &[u8]| distinct_atoms(&[bytes]);
+        assert_eq!(one(&[]), Err(EtfError::Layout { expected: 1 }));
+        assert_eq!(one(&[1, 2]), Err(EtfError::BadVersion { byte: 1, at: 0 }));
+        assert!(matches!(
+            one(&[131, 108, 255, 255, 255, 255]),
+            Err(EtfError::BadLength { .. })
+        ));
         assert_eq!(
-            distinct_atoms(&[&[131u8, 108, 255, 255, 255, 255][..]]),
-            Err(EtfError::Truncated)
-        );
-        assert_eq!(
-            distinct_atoms(&[&[131u8, 200][..]]),
-            Err(EtfError::UnsupportedTag(200))
+            one(&[131, 200]),
+            Err(EtfError::UnsupportedTag { tag: 200, at: 1 })
         );
         let mut rng = 0x1234_5678_9abc_def0u64;
         for _ in 0..200_000 {
@@ -269,7 +816,8 @@ mod tests {
                 r = r.rotate_left(9) ^ 0x9E37_79B9;
                 bytes.push(r as u8);
             }
-            let _ = distinct_atoms(&[&bytes]);
+            let _ = one(&bytes);
+            let _ = check(&bytes, 2, Limits::default());
         }
     }
 }

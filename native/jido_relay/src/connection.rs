@@ -4,14 +4,14 @@
 //! [PayloadTerm]`, and a zero length is a tick. erl_dist's own receiver
 //! trusts the length (allocating up to 4 GiB) and its term decoder trusts the
 //! bytes, so the relay reads frames itself: it caps the length, checks the
-//! term bytes with [`crate::etf::check`], and only then hands them to
+//! term bytes with [`jido_core::etf::check`], and only then hands them to
 //! `Message::read_from`. A bad message is skipped; only a broken stream
 //! (short read, wrong pass-through tag, oversized length) ends the
 //! connection.
 
-use crate::etf;
 use erl_dist::message::Message;
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use jido_core::etf;
 use std::io;
 
 /// Pass-through tag in front of every non-tick message.
@@ -268,6 +268,57 @@ mod tests {
             read_all(half_length, limits).await[0],
             Err(ReadError::Closed)
         ));
+    }
+
+    // A term with a pid, a reference, a map, a big integer and a float.
+    fn sample() -> Term {
+        use erl_dist::term::{BigInteger, Binary, FixInteger, Float, List, Map, Reference};
+        let map = Map::from([
+            (
+                Atom::from("id").into(),
+                Binary::from(b"abc".as_slice()).into(),
+            ),
+            (FixInteger::from(-7).into(), List::nil().into()),
+        ]);
+        Tuple::from(vec![
+            Atom::from("ping").into(),
+            Pid::new("a@vm", 1, 2, 3).into(),
+            Reference::from(("a@vm", vec![1, 2, 3])).into(),
+            List::from(vec![FixInteger::from(1000).into(), Term::from(map)]).into(),
+            Term::from(BigInteger::from(u64::MAX)),
+            Term::from(Float::try_from(1.5f64).unwrap()),
+        ])
+        .into()
+    }
+
+    fn encode_term(term: &Term) -> Vec<u8> {
+        let mut buf = Vec::new();
+        term.encode(&mut buf).unwrap();
+        buf
+    }
+
+    #[test]
+    fn the_term_check_accepts_what_eetf_encodes() {
+        let one = encode_term(&sample());
+        assert_eq!(etf::check(&one, 2, etf::Limits::default()), Ok(()));
+        let two = [one.clone(), one].concat();
+        assert_eq!(etf::check(&two, 2, etf::Limits::default()), Ok(()));
+    }
+
+    #[test]
+    fn eetf_decodes_whatever_the_term_check_accepts() {
+        // No panic, whatever the result; accepted bytes must then decode.
+        let one = encode_term(&sample());
+        for i in 0..one.len() {
+            for delta in [1u8, 0x80, 0xff] {
+                let mut bytes = one.clone();
+                bytes[i] = bytes[i].wrapping_add(delta);
+                if etf::check(&bytes, 2, etf::Limits::default()).is_ok() {
+                    let mut slice = bytes.as_slice();
+                    let _ = Term::decode(&mut slice);
+                }
+            }
+        }
     }
 
     #[test]

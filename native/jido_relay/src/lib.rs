@@ -7,14 +7,14 @@
 //!
 //! One file per concern, after tokio's mini-redis:
 //! [`config`] (arguments), [`stream`] (tokio socket for erl_dist),
-//! [`etf`] and [`connection`] (bounded message reading), [`command`] (what a
-//! message means, as pure functions), [`server`] (epmd, accept loop,
-//! per-connection handler) and [`shutdown`].
+//! [`connection`] (bounded message reading, with the term check from
+//! [`jido_core::etf`]), [`command`] (what a message means, as pure
+//! functions), [`server`] (epmd, accept loop, per-connection handler) and
+//! [`shutdown`].
 
 pub mod command;
 pub mod config;
 pub mod connection;
-pub mod etf;
 pub mod server;
 pub mod shutdown;
 pub mod stream;
