@@ -28,6 +28,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// Bounds applied by [`check`] and [`check_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,19 +195,46 @@ where
 /// node's own `term_to_binary` output, and any nesting it produces must be
 /// listed.
 pub fn distinct_atoms<T: AsRef<[u8]>>(terms: &[T]) -> Result<Vec<String>, EtfError> {
-    let mut seen: HashSet<Cow<'_, str>> = HashSet::new();
+    // Entries repeat the same few atoms many times: dedupe on the raw text
+    // with a cheap hash first, and convert each spelling to a name once.
+    let mut seen_raw: HashSet<(&[u8], bool), BuildHasherDefault<Fnv1a>> = HashSet::default();
+    let mut seen_names: HashSet<Cow<'_, str>> = HashSet::new();
     let mut out = Vec::new();
     for term in terms {
         check_with(term.as_ref(), 1, Limits::UNBOUNDED, |atom| {
-            let name = atom.name()?;
-            if !seen.contains(&name) {
-                out.push(name.clone().into_owned());
-                seen.insert(name);
+            if seen_raw.insert((atom.text, atom.latin1)) {
+                let name = atom.name()?;
+                if !seen_names.contains(&name) {
+                    out.push(name.clone().into_owned());
+                    seen_names.insert(name);
+                }
             }
             Ok(())
         })?;
     }
     Ok(out)
+}
+
+/// FNV-1a: fast for the short keys (atom texts) it is used on here.
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv1a {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 struct Cursor<'a> {
