@@ -31,6 +31,8 @@ defmodule Jido.Distributed do
       (`:dropped` under `:drop_oldest`, `:rejected` under `:reject`).
     * `[:jido, :distributed, :link, :reject]` - `signals`; `node`, `reason`.
     * `[:jido, :distributed, :receiver, :malformed]` - `count`; `reason`.
+    * `[:jido, :distributed, :broadcast, :start | :stop]` - on the root of a
+      tree broadcast; see `Jido.Distributed.TreeBroadcast`.
   """
 
   alias Jido.Distributed.{Message, Optimizer}
@@ -145,6 +147,20 @@ defmodule Jido.Distributed do
 
     if failures == [], do: :ok, else: {:error, Enum.reverse(failures)}
   end
+
+  @doc """
+  Broadcasts `signal` to the subscribers of every node along a tree, so no
+  node sends more than `:fanout` copies; returns
+  `{:ok, %{delivered: n, missing: nodes}}`. Delegates to
+  `Jido.Distributed.TreeBroadcast.broadcast/2`, which lists the options
+  (`:nodes`, `:fanout`, `:timeout`, `:await`); nodes subscribe with
+  `Jido.Distributed.TreeBroadcast.subscribe/2`.
+  """
+  @spec broadcast(term(), keyword()) ::
+          {:ok, Jido.Distributed.TreeBroadcast.result()}
+          | {:ok, Jido.Distributed.TreeBroadcast.id()}
+          | {:error, Jido.Distributed.Frame.error_reason()}
+  defdelegate broadcast(signal, opts \\ []), to: Jido.Distributed.TreeBroadcast
 
   @doc """
   Flushes whatever is pending for `node` (or for every node) now, without

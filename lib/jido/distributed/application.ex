@@ -13,7 +13,8 @@ defmodule Jido.Distributed.Application do
         Transport.LinkStore,
         {Registry, keys: :unique, name: Jido.Distributed.LinkRegistry},
         {DynamicSupervisor, strategy: :one_for_one, name: Jido.Distributed.LinkSupervisor},
-        Transport.Receiver
+        Transport.Receiver,
+        Jido.Distributed.TreeBroadcast
       ] ++ if(opts[:relay], do: [{Jido.Distributed.Relay, opts[:relay]}], else: [])
 
     Supervisor.start_link(children, strategy: :rest_for_one, name: Jido.Distributed.Supervisor)

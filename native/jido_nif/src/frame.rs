@@ -2,6 +2,7 @@
 //! the Elixir side picks by size.
 
 use crate::atoms;
+use jido_core::etf;
 use jido_core::frame::{self, Compression, DecodeLimits};
 use rustler::{Atom, Binary, Env, ListIterator, NewBinary, Term};
 
@@ -116,4 +117,24 @@ fn frame_decode_dirty<'a>(
 #[rustler::nif]
 fn frame_header(bin: Binary) -> Result<(u32, u32, u32, bool), Atom> {
     header_info(bin)
+}
+
+/// The distinct atom names in a frame's entries, in order of first
+/// appearance. Names, not atoms: the frame may come from elsewhere, and
+/// creating atoms from untrusted bytes could fill the atom table.
+fn atom_names(bin: Binary, max_decoded: usize) -> Result<Vec<String>, Atom> {
+    let decoded =
+        frame::decode(bin.as_slice(), DecodeLimits { max_decoded }).map_err(atoms::frame_error)?;
+    let entries: Vec<&[u8]> = decoded.entries().collect();
+    etf::distinct_atoms(&entries).map_err(|_| atoms::bad_term())
+}
+
+#[rustler::nif]
+fn frame_atoms(bin: Binary, max_decoded: usize) -> Result<Vec<String>, Atom> {
+    atom_names(bin, max_decoded)
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn frame_atoms_dirty(bin: Binary, max_decoded: usize) -> Result<Vec<String>, Atom> {
+    atom_names(bin, max_decoded)
 }

@@ -1,0 +1,745 @@
+defmodule Jido.Distributed.TreeBroadcast do
+  @moduledoc """
+  Broadcasts a signal to every node along a tree, so no node sends more
+  than `:fanout` copies, and reports which nodes got it.
+
+  One process per node, registered under this module's name, holds the
+  node's local subscribers (by signal type pattern, see
+  `Jido.Distributed.Pattern`) and relays broadcasts.
+
+      :ok = Jido.Distributed.TreeBroadcast.subscribe("order.**")
+      {:ok, %{delivered: 3, missing: []}} =
+        Jido.Distributed.TreeBroadcast.broadcast(%{id: "1", type: "order.placed"})
+      # every subscriber of a matching pattern, on every node, gets
+      # {:signal, %{id: "1", type: "order.placed"}} once
+
+  ## How a broadcast travels
+
+  The root (the calling node) plans a tree over the members with
+  `Jido.Distributed.TreePlanner` (location labels from
+  `Jido.Distributed.Location`; members that are not connected are planned
+  as unhealthy, so they become leaves when possible), encodes the signal
+  once into a `Jido.Distributed.Frame`, and sends each child
+
+      {:jido_bcast, id, parent, frame, atoms, {child, grandchildren}, budget_ms}
+
+  the same frame bytes every time, with the list of atoms the frame
+  contains (so the child's distribution layer creates them before the safe
+  decode) and the child's own subtree. A node decodes the frame once,
+  forwards the same bytes to its children with their subtrees (no
+  re-encoding), delivers to its local subscribers, then confirms receipt to
+  its parent (`{:jido_bcast_got, id, node}`; a leaf skips this and reports
+  at once).
+
+  ## Completion
+
+  Each node reports to its parent once its whole subtree is accounted for:
+  `{:jido_bcast_done, id, node, delivered, missing}`, the number of nodes
+  that delivered and the nodes that could not be confirmed. Reports are
+  summed on the way up, so the root learns the totals from its own
+  children only. A node must report within the `budget_ms` its parent gave
+  it; it gives its own children a little less (a tenth, for the hop back),
+  and when its deadline passes, every node of a subtree that has not
+  reported is counted missing.
+
+  ## Failures and adoption
+
+  A child is given up when it is not connected (the send returns
+  `:noconnect`), when its node goes down (`:nodedown`), or when it does not
+  confirm receipt within the `:ack_timeout_ms` setting. Its parent then
+  sends the frame to the child's children itself, each with its own subtree
+  (the repair of `Jido.Distributed.TreePlanner.adopt/2`, done one hop at a
+  time), so every live node still receives. The given-up child is counted
+  missing (or delivered, if it had confirmed receipt). A report that
+  arrives later from a slow child counts the child alone, since its
+  subtree now reports through the parent. See
+  `Jido.Distributed.TreeBroadcast.Session`.
+
+  ## Duplicates
+
+  After adoption a node may get the same broadcast twice. Each node
+  remembers recent broadcast ids with their outcome (`:dedup_size`,
+  `:dedup_ttl_ms`; see `Jido.Distributed.TreeBroadcast.Recent`): a repeat is
+  not delivered again, and its sender still gets a report (at once if the
+  subtree is done, when it is done otherwise), so it can finish too.
+
+  ## Settings
+
+  Under `config :jido_distributed, broadcast: [...]`: `:fanout`,
+  `:timeout_ms`, `:ack_timeout_ms`, `:dedup_size`, `:dedup_ttl_ms` (see
+  `Jido.Distributed`).
+
+  ## Telemetry
+
+    * `[:jido, :distributed, :broadcast, :start]` - on the root; measurements
+      `system_time`, `nodes`; metadata `id`, `fanout`, `depth`.
+    * `[:jido, :distributed, :broadcast, :stop]` - on the root when the
+      broadcast completed; measurements `duration` (native units),
+      `delivered`, `missing`; metadata `id`, `missing` (the nodes).
+  """
+  use GenServer
+
+  import Bitwise, only: [<<<: 2]
+
+  require Logger
+
+  alias Jido.Distributed.{CapabilityIndex, Frame, Location, Message, Options, Pattern}
+  alias Jido.Distributed.{Telemetry, TreePlanner}
+  alias Jido.Distributed.TreeBroadcast.{Recent, Session}
+
+  @plans :jido_distributed_broadcast_plans
+  @counter_names [
+    :started,
+    :received,
+    :duplicates,
+    :delivered,
+    :forwarded,
+    :adopted,
+    :failed_children,
+    :acks_sent,
+    :malformed
+  ]
+  # Extra time a caller of an awaited broadcast gives the server beyond
+  # the broadcast timeout, which already bounds the reply.
+  @call_slack_ms 5_000
+
+  @typedoc "A broadcast id: the root node, its instance, a counter."
+  @type id :: {node(), non_neg_integer(), pos_integer()}
+
+  @typedoc """
+  The outcome of a broadcast: how many nodes delivered it to their
+  subscribers (the root included), and the members that could not be
+  confirmed, sorted.
+  """
+  @type result :: %{delivered: non_neg_integer(), missing: [node()]}
+
+  @doc false
+  def child_spec(opts),
+    do: %{id: __MODULE__, start: {__MODULE__, :start_link, [opts]}, type: :worker}
+
+  @doc "Starts the node's broadcast process, registered under the module name."
+  @spec start_link(keyword()) :: GenServer.on_start()
+  def start_link(opts \\ []), do: GenServer.start_link(__MODULE__, opts, name: __MODULE__)
+
+  @doc """
+  Broadcasts `signal` (a map or struct with `:id` and `:type`) to the
+  subscribers of every member node, this node being the root.
+
+  ## Options
+
+    * `:nodes` - the member nodes; this node is always one. Defaults to
+      this node and every connected node.
+    * `:fanout` - most copies any node sends, a positive integer. Defaults
+      to the `:fanout` setting (4).
+    * `:timeout` - milliseconds the broadcast may take; members not
+      confirmed by then are reported missing. Defaults to the `:timeout_ms`
+      setting (5000).
+    * `:await` - when `true` (default), returns `{:ok, result}` once every
+      member is accounted for; when `false`, returns `{:ok, id}` at once, to
+      be passed to `await/2`.
+
+  Returns `{:error, reason}` if the signal cannot be framed (for example
+  `:too_large` beyond the `:max_frame_size` setting).
+
+      iex> {:ok, %{delivered: 1, missing: []}} =
+      ...>   Jido.Distributed.TreeBroadcast.broadcast(%{id: "1", type: "demo"}, nodes: [])
+      iex> {:ok, id} = Jido.Distributed.TreeBroadcast.broadcast(%{id: "2", type: "demo"}, nodes: [], await: false)
+      iex> Jido.Distributed.TreeBroadcast.await(id)
+      {:ok, %{delivered: 1, missing: []}}
+  """
+  @spec broadcast(term(), keyword()) ::
+          {:ok, result()} | {:ok, id()} | {:error, Frame.error_reason()}
+  def broadcast(signal, opts \\ []) when is_list(opts) do
+    signal!(signal)
+    opts = opts!(opts)
+    settings = Options.get(:broadcast)
+    fanout = Keyword.get(opts, :fanout) || settings[:fanout]
+    timeout = Keyword.get(opts, :timeout) || settings[:timeout_ms]
+    await? = Keyword.get(opts, :await, true)
+
+    with {:ok, tree} <- plan(members(opts[:nodes]), fanout),
+         {:ok, frame} <- Frame.encode([signal]),
+         {:ok, atoms} <- Frame.atoms(frame) do
+      id = {node(), :persistent_term.get({__MODULE__, :instance}, 0), next_counter()}
+      start = {:start, id, signal, frame, atoms, tree, timeout, fanout, await?}
+
+      if await?,
+        do: GenServer.call(__MODULE__, start, timeout + @call_slack_ms),
+        else: GenServer.call(__MODULE__, start)
+    end
+  end
+
+  @doc """
+  Waits for the broadcast `id`, started on this node with `await: false`,
+  and returns its result. Returns `{:error, :unknown_broadcast}` for an id
+  this node did not start or no longer remembers (see the `:dedup_size` and
+  `:dedup_ttl_ms` settings). Exits if nothing comes within `timeout`.
+  """
+  @spec await(id(), timeout()) :: {:ok, result()} | {:error, :unknown_broadcast}
+  def await(id, timeout \\ :infinity)
+
+  def await({root, _, _} = id, timeout) when root == node(),
+    do: GenServer.call(__MODULE__, {:await, id}, timeout)
+
+  def await(_id, _timeout), do: {:error, :unknown_broadcast}
+
+  @doc """
+  Subscribes a local process to broadcast signals whose type matches
+  `pattern` (see `Jido.Distributed.Pattern`). Subscribing the same process
+  to the same pattern twice is the same as once; a process whose patterns
+  overlap gets each signal once. A subscriber that exits is removed.
+
+  ## Options
+
+    * `:pid` - the subscriber, a local pid; defaults to the caller.
+    * `:message_format` - what it receives; see `Jido.Distributed.Message`.
+      Defaults to `:signal`, so it receives `{:signal, signal}`.
+
+  Returns `{:error, reason}` for an invalid pattern.
+
+      iex> Jido.Distributed.TreeBroadcast.subscribe("demo.*")
+      :ok
+      iex> Jido.Distributed.TreeBroadcast.subscribe("demo..x")
+      {:error, :empty_segment}
+  """
+  @spec subscribe(String.t(), keyword()) :: :ok | {:error, Pattern.error_reason()}
+  def subscribe(pattern, opts \\ []) when is_list(opts) do
+    opts = Keyword.validate!(opts, pid: self(), message_format: :signal)
+    pid = pid!(opts[:pid])
+    format = opts[:message_format]
+
+    unless Message.valid?(format) do
+      raise ArgumentError,
+            "the :message_format option must be :signal, :raw, {:tag, atom} or a 1-arity function, got: #{inspect(format)}"
+    end
+
+    with {:ok, compiled} <- Pattern.compile(pattern) do
+      GenServer.call(__MODULE__, {:subscribe, pid, compiled.source, format})
+    end
+  end
+
+  @doc """
+  Removes the subscriptions of a local process (the caller, or the `:pid`
+  option) to `pattern`, whatever their message formats. Returns `:ok`, also
+  when there was none.
+
+      iex> :ok = Jido.Distributed.TreeBroadcast.subscribe("demo.*")
+      iex> Jido.Distributed.TreeBroadcast.unsubscribe("demo.*")
+      :ok
+  """
+  @spec unsubscribe(String.t(), keyword()) :: :ok
+  def unsubscribe(pattern, opts \\ []) when is_binary(pattern) and is_list(opts) do
+    opts = Keyword.validate!(opts, pid: self())
+    GenServer.call(__MODULE__, {:unsubscribe, pid!(opts[:pid]), pattern})
+  end
+
+  @doc """
+  This node's broadcast counters and state:
+
+    * `counters` - `started` (broadcasts rooted here), `received` (frames
+      from parents, repeats included), `duplicates`, `delivered` (messages
+      to local subscribers), `forwarded` (frames sent to children, adoptions
+      included), `adopted` (subtrees taken over from failed children),
+      `failed_children`, `acks_sent` (receipts and reports), `malformed`;
+    * `sends` - frames sent per destination node;
+    * `sessions` - broadcasts in flight here; `subscribers` - subscribed
+      processes; `remembered` - broadcast ids remembered.
+  """
+  @spec stats() :: %{
+          counters: %{atom() => non_neg_integer()},
+          sends: %{node() => non_neg_integer()},
+          sessions: non_neg_integer(),
+          subscribers: non_neg_integer(),
+          remembered: non_neg_integer()
+        }
+  def stats, do: GenServer.call(__MODULE__, :stats)
+
+  # --- planning (in the caller) -------------------------------------------------
+
+  @doc false
+  # The members with their labels and health, as the planner takes them.
+  # Labels of connected nodes come from `Location` (cached); a member that
+  # is not connected is planned unhealthy, without labels (asking it would
+  # try to connect).
+  @spec located_members([node()]) :: [TreePlanner.member()]
+  def located_members(members) do
+    connected = MapSet.new(Node.list())
+
+    Enum.map(members, fn node ->
+      cond do
+        node == node() -> {node, labels(Location.local())}
+        MapSet.member?(connected, node) -> {node, labels(Location.of(node))}
+        true -> {node, healthy: false}
+      end
+    end)
+  end
+
+  defp labels(%{region: region, zone: zone}), do: [region: region, zone: zone]
+
+  defp members(nil), do: [node() | Node.list()] |> Enum.sort()
+  defp members(nodes), do: [node() | nodes] |> Enum.uniq() |> Enum.sort()
+
+  # The plan for the same members, labels, health and fanout is the same
+  # (the planner is deterministic), so the last one is kept.
+  defp plan(members, fanout) do
+    key = {fanout, located_members(members)}
+
+    case :ets.lookup(@plans, node()) do
+      [{_, ^key, tree}] ->
+        {:ok, tree}
+
+      _ ->
+        with {:ok, tree} <- TreePlanner.plan(elem(key, 1), node(), fanout: fanout) do
+          :ets.insert(@plans, {node(), key, tree})
+          {:ok, tree}
+        end
+    end
+  end
+
+  defp next_counter, do: :erlang.unique_integer([:positive, :monotonic])
+
+  defp signal!(%{id: _, type: _}), do: :ok
+
+  defp signal!(other) do
+    raise ArgumentError,
+          "expected a signal (a map or struct with :id and :type), got: #{inspect(other)}"
+  end
+
+  defp opts!(opts) do
+    opts = Keyword.validate!(opts, [:nodes, :fanout, :timeout, await: true])
+
+    case opts[:nodes] do
+      nil ->
+        :ok
+
+      nodes when is_list(nodes) ->
+        if Enum.all?(nodes, &is_atom/1),
+          do: :ok,
+          else: bad!(:nodes, "a list of node names", nodes)
+
+      other ->
+        bad!(:nodes, "a list of node names", other)
+    end
+
+    for key <- [:fanout, :timeout], value = opts[key], value != nil do
+      unless is_integer(value) and value > 0, do: bad!(key, "a positive integer", value)
+    end
+
+    unless is_boolean(opts[:await]), do: bad!(:await, "a boolean", opts[:await])
+    opts
+  end
+
+  defp bad!(key, what, value),
+    do: raise(ArgumentError, "the #{inspect(key)} option must be #{what}, got: #{inspect(value)}")
+
+  defp pid!(pid) when is_pid(pid) and node(pid) == node(), do: pid
+  defp pid!(other), do: bad!(:pid, "a local pid", other)
+
+  # --- server ---------------------------------------------------------------------
+
+  @impl true
+  def init(_opts) do
+    settings = Options.get(:broadcast)
+    :ok = :net_kernel.monitor_nodes(true)
+
+    if :ets.whereis(@plans) == :undefined,
+      do: :ets.new(@plans, [:named_table, :public, :set, read_concurrency: true])
+
+    :persistent_term.put({__MODULE__, :instance}, :rand.uniform(1 <<< 47))
+    schedule_prune(settings[:dedup_ttl_ms])
+
+    {:ok,
+     %{
+       counters: :counters.new(length(@counter_names), []),
+       index: CapabilityIndex.new(),
+       # pid => {monitor ref, MapSet of {pattern, format}}
+       subscribers: %{},
+       sessions: %{},
+       recent: Recent.new(settings[:dedup_size], settings[:dedup_ttl_ms]),
+       sends: %{},
+       ack_timeout_ms: settings[:ack_timeout_ms],
+       ttl_ms: settings[:dedup_ttl_ms],
+       max_frame_size: Options.get(:max_frame_size)
+     }}
+  end
+
+  @impl true
+  def handle_call(
+        {:start, id, signal, frame, atoms, {_root, children} = tree, timeout, fanout, await?},
+        from,
+        state
+      ) do
+    count(state, :started)
+    now = now_ms()
+    started = System.monotonic_time()
+
+    if Telemetry.available?() do
+      Telemetry.emit(
+        [:broadcast, :start],
+        %{system_time: System.system_time(), nodes: length(TreePlanner.nodes(tree))},
+        %{id: id, fanout: fanout, depth: TreePlanner.depth(tree)}
+      )
+    end
+
+    session = %{
+      Session.new(id, node(), true)
+      | data: %{frame: frame, atoms: atoms, deadline: now + timeout, timer: nil, started: started}
+    }
+
+    session = if await?, do: Session.add_parent(session, {:caller, from}), else: session
+    {session, state} = send_children(state, session, children, now)
+    deliver(state, signal)
+    state = settle(state, session)
+    if await?, do: {:noreply, state}, else: {:reply, {:ok, id}, state}
+  end
+
+  def handle_call({:await, id}, from, state) do
+    case state.sessions do
+      %{^id => session} ->
+        session = Session.add_parent(session, {:caller, from})
+        {:noreply, %{state | sessions: Map.put(state.sessions, id, session)}}
+
+      _ ->
+        case Recent.get(state.recent, id) do
+          {:done, delivered, missing} -> {:reply, {:ok, result(delivered, missing)}, state}
+          nil -> {:reply, {:error, :unknown_broadcast}, state}
+        end
+    end
+  end
+
+  def handle_call({:subscribe, pid, pattern, format}, _from, state) do
+    {ref, entries} =
+      case state.subscribers do
+        %{^pid => existing} -> existing
+        _ -> {Process.monitor(pid), MapSet.new()}
+      end
+
+    state = %{
+      state
+      | index: CapabilityIndex.put(state.index, pattern, {pid, format}),
+        subscribers:
+          Map.put(state.subscribers, pid, {ref, MapSet.put(entries, {pattern, format})})
+    }
+
+    {:reply, :ok, state}
+  end
+
+  def handle_call({:unsubscribe, pid, pattern}, _from, state) do
+    case state.subscribers do
+      %{^pid => {ref, entries}} ->
+        {gone, kept} = Enum.split_with(entries, &match?({^pattern, _}, &1))
+
+        index =
+          Enum.reduce(gone, state.index, fn {pattern, format}, index ->
+            CapabilityIndex.delete(index, pattern, {pid, format})
+          end)
+
+        subscribers =
+          if kept == [] do
+            Process.demonitor(ref, [:flush])
+            Map.delete(state.subscribers, pid)
+          else
+            Map.put(state.subscribers, pid, {ref, MapSet.new(kept)})
+          end
+
+        {:reply, :ok, %{state | index: index, subscribers: subscribers}}
+
+      _ ->
+        {:reply, :ok, state}
+    end
+  end
+
+  def handle_call(:stats, _from, state) do
+    counters =
+      @counter_names
+      |> Enum.with_index(1)
+      |> Map.new(fn {name, i} -> {name, :counters.get(state.counters, i)} end)
+
+    {:reply,
+     %{
+       counters: counters,
+       sends: state.sends,
+       sessions: map_size(state.sessions),
+       subscribers: map_size(state.subscribers),
+       remembered: Recent.size(state.recent)
+     }, state}
+  end
+
+  @impl true
+  def handle_info({:jido_bcast, id, parent, frame, atoms, {me, children}, budget}, state)
+      when me == node() and is_atom(parent) and is_binary(frame) and is_list(atoms) and
+             is_list(children) and is_integer(budget) do
+    count(state, :received)
+
+    cond do
+      Map.has_key?(state.sessions, id) ->
+        count(state, :duplicates)
+        session = Session.add_parent(state.sessions[id], parent)
+        ack(state, parent, {:jido_bcast_got, id, node()})
+        {:noreply, %{state | sessions: Map.put(state.sessions, id, session)}}
+
+      match?({:done, _, _}, Recent.get(state.recent, id)) ->
+        count(state, :duplicates)
+        {:done, delivered, missing} = Recent.get(state.recent, id)
+        ack(state, parent, {:jido_bcast_done, id, node(), delivered, missing})
+        {:noreply, state}
+
+      true ->
+        {:noreply, relay(state, id, parent, frame, atoms, children, budget)}
+    end
+  end
+
+  def handle_info({:jido_bcast_got, id, child}, state) do
+    update_session(state, id, &{Session.received(&1, child), &2})
+  end
+
+  def handle_info({:jido_bcast_done, id, child, delivered, missing}, state)
+      when is_integer(delivered) and is_list(missing) do
+    update_session(state, id, &{Session.done(&1, child, delivered, missing), &2})
+  end
+
+  def handle_info({:timeout, _ref, {:receipt, id, children}}, state) do
+    update_session(state, id, fn session, state ->
+      session
+      |> Session.unconfirmed(children)
+      |> Enum.reduce({session, state}, fn child, {session, state} ->
+        give_up(state, session, child)
+      end)
+    end)
+  end
+
+  def handle_info({:timeout, _ref, {:deadline, id}}, state) do
+    update_session(state, id, &{Session.expire(&1), &2})
+  end
+
+  def handle_info({:nodedown, node}, state) do
+    state =
+      state.sessions
+      |> Enum.filter(fn {_id, session} -> Map.has_key?(session.pending, node) end)
+      |> Enum.reduce(state, fn {id, _}, state ->
+        {:noreply, state} = update_session(state, id, &give_up(&2, &1, node))
+        state
+      end)
+
+    {:noreply, state}
+  end
+
+  def handle_info({:nodeup, _node}, state), do: {:noreply, state}
+
+  def handle_info({:DOWN, ref, :process, pid, _reason}, state) do
+    case state.subscribers do
+      %{^pid => {^ref, entries}} ->
+        index =
+          Enum.reduce(entries, state.index, fn {_pattern, format}, index ->
+            CapabilityIndex.delete_value(index, {pid, format})
+          end)
+
+        {:noreply, %{state | index: index, subscribers: Map.delete(state.subscribers, pid)}}
+
+      _ ->
+        {:noreply, state}
+    end
+  end
+
+  def handle_info(:prune, state) do
+    schedule_prune(state.ttl_ms)
+    {:noreply, %{state | recent: Recent.prune(state.recent, now_ms())}}
+  end
+
+  def handle_info(other, state) do
+    count(state, :malformed)
+
+    Logger.warning(
+      "#{inspect(__MODULE__)} dropped an unexpected message: #{inspect(other, limit: 5)}"
+    )
+
+    {:noreply, state}
+  end
+
+  # A broadcast new to this node: forward, deliver, confirm.
+  defp relay(state, id, parent, frame, atoms, children, budget) do
+    now = now_ms()
+
+    signal =
+      case Frame.decode(frame, max_decoded_size: state.max_frame_size) do
+        {:ok, [signal]} ->
+          signal
+
+        other ->
+          count(state, :malformed)
+
+          Logger.error(
+            "#{inspect(__MODULE__)} cannot decode broadcast #{inspect(id)}: #{inspect(other, limit: 3)}"
+          )
+
+          nil
+      end
+
+    if children == [] do
+      if signal, do: deliver(state, signal)
+      {delivered, missing} = if signal, do: {1, []}, else: {0, [node()]}
+      ack(state, parent, {:jido_bcast_done, id, node(), delivered, missing})
+      %{state | recent: Recent.put(state.recent, id, {:done, delivered, missing}, now)}
+    else
+      session = %{
+        Session.add_parent(Session.new(id, node(), signal != nil), parent)
+        | data: %{frame: frame, atoms: atoms, deadline: now + budget, timer: nil}
+      }
+
+      {session, state} = send_children(state, session, children, now)
+      if signal, do: deliver(state, signal)
+      ack(state, parent, {:jido_bcast_got, id, node()})
+      settle(state, session)
+    end
+  end
+
+  # Sends the frame to each subtree's top node; a node that is not
+  # connected is given up at once (its children adopted). One receipt
+  # timer covers the children sent to here.
+  defp send_children(state, session, subtrees, now) do
+    budget = child_budget(session.data.deadline - now)
+
+    {session, state, sent} =
+      Enum.reduce(subtrees, {session, state, []}, &send_child(&1, &2, budget))
+
+    if sent != [] do
+      wait = min(state.ack_timeout_ms, budget)
+      :erlang.start_timer(wait, self(), {:receipt, session.id, sent})
+    end
+
+    {session, state}
+  end
+
+  defp send_child({child, _} = subtree, {session, state, sent}, budget) do
+    message =
+      {:jido_bcast, session.id, node(), session.data.frame, session.data.atoms, subtree, budget}
+
+    session = Session.sent(session, subtree)
+
+    case :erlang.send({__MODULE__, child}, message, [:noconnect]) do
+      :noconnect ->
+        {session, state} = give_up(state, session, child)
+        {session, state, sent}
+
+      :ok ->
+        count(state, :forwarded)
+        state = %{state | sends: Map.update(state.sends, child, 1, &(&1 + 1))}
+        {session, state, [child | sent]}
+    end
+  end
+
+  # Gives up on a pending child and sends to its children instead.
+  defp give_up(state, session, child) do
+    case Session.fail(session, child) do
+      {^session, []} ->
+        {session, state}
+
+      {session, adopted} ->
+        count(state, :failed_children)
+        if adopted != [], do: count(state, :adopted, length(adopted))
+        send_children(state, session, adopted, now_ms())
+    end
+  end
+
+  # Runs `fun` on the session `id`, if it is still in flight, then settles it.
+  defp update_session(state, id, fun) do
+    case state.sessions do
+      %{^id => session} ->
+        {session, state} = fun.(session, state)
+        {:noreply, settle(state, session)}
+
+      _ ->
+        {:noreply, state}
+    end
+  end
+
+  # Stores a session in flight (starting its deadline timer the first
+  # time), or reports it if it is complete.
+  defp settle(state, session) do
+    cond do
+      Session.complete?(session) ->
+        finish(state, session)
+
+      session.data.timer == nil ->
+        wait = max(session.data.deadline - now_ms(), 0)
+        timer = :erlang.start_timer(wait, self(), {:deadline, session.id})
+        session = put_in(session.data.timer, timer)
+        %{state | sessions: Map.put(state.sessions, session.id, session)}
+
+      true ->
+        %{state | sessions: Map.put(state.sessions, session.id, session)}
+    end
+  end
+
+  defp finish(state, session) do
+    {delivered, missing} = Session.result(session)
+    if session.data.timer, do: :erlang.cancel_timer(session.data.timer, async: true, info: false)
+
+    Enum.each(session.parents, fn
+      {:caller, from} -> GenServer.reply(from, {:ok, result(delivered, missing)})
+      parent -> ack(state, parent, {:jido_bcast_done, session.id, node(), delivered, missing})
+    end)
+
+    if started = session.data[:started] do
+      Telemetry.emit(
+        [:broadcast, :stop],
+        %{
+          duration: System.monotonic_time() - started,
+          delivered: delivered,
+          missing: length(missing)
+        },
+        %{id: session.id, missing: missing}
+      )
+    end
+
+    %{
+      state
+      | sessions: Map.delete(state.sessions, session.id),
+        recent: Recent.put(state.recent, session.id, {:done, delivered, missing}, now_ms())
+    }
+  end
+
+  defp deliver(state, signal) do
+    subscribers =
+      case signal do
+        %{type: type} when is_binary(type) -> CapabilityIndex.lookup(state.index, type)
+        _ -> []
+      end
+
+    Enum.each(subscribers, fn {pid, format} -> send(pid, format(signal, format)) end)
+    if subscribers != [], do: count(state, :delivered, length(subscribers))
+  end
+
+  defp format(signal, format) when is_function(format, 1) do
+    format.(signal)
+  rescue
+    e ->
+      Logger.error("#{inspect(__MODULE__)} message format failed: #{Exception.message(e)}")
+      {:signal, signal}
+  end
+
+  defp format(signal, format), do: Message.format(signal, format)
+
+  defp ack(state, parent, message) do
+    :erlang.send({__MODULE__, parent}, message, [:noconnect])
+    count(state, :acks_sent)
+  end
+
+  defp result(delivered, missing), do: %{delivered: delivered, missing: missing}
+
+  # What a child gets of the time left: a tenth is kept for its report to
+  # come back and be counted.
+  @doc false
+  @spec child_budget(integer()) :: pos_integer()
+  def child_budget(remaining), do: max(remaining - max(div(remaining, 10), 1), 1)
+
+  defp schedule_prune(ttl_ms), do: Process.send_after(self(), :prune, max(div(ttl_ms, 2), 1_000))
+
+  defp now_ms, do: System.monotonic_time(:millisecond)
+
+  defp count(state, name, n \\ 1), do: :counters.add(state.counters, index(name), n)
+
+  for {name, index} <- Enum.with_index(@counter_names, 1) do
+    defp index(unquote(name)), do: unquote(index)
+  end
+end
