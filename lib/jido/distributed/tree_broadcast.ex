@@ -137,6 +137,10 @@ defmodule Jido.Distributed.TreeBroadcast do
     * `:await` - when `true` (default), returns `{:ok, result}` once every
       member is accounted for; when `false`, returns `{:ok, id}` at once, to
       be passed to `await/2`.
+    * `:tree` - a tree to broadcast along instead of planning one, such as
+      one returned by `Jido.Distributed.TreePlanner.plan/3`, rooted at this
+      node; its nodes are the members and `:nodes` and `:fanout` are
+      ignored.
 
   Returns `{:error, reason}` if the signal cannot be framed (for example
   `:too_large` beyond the `:max_frame_size` setting).
@@ -157,7 +161,9 @@ defmodule Jido.Distributed.TreeBroadcast do
     timeout = Keyword.get(opts, :timeout) || settings[:timeout_ms]
     await? = Keyword.get(opts, :await, true)
 
-    with {:ok, tree} <- plan(members(opts[:nodes]), fanout),
+    planned = if tree = opts[:tree], do: {:ok, tree}, else: plan(members(opts[:nodes]), fanout)
+
+    with {:ok, tree} <- planned,
          {:ok, frame} <- Frame.encode([signal]),
          {:ok, atoms} <- Frame.atoms(frame) do
       id = {node(), :persistent_term.get({__MODULE__, :instance}, 0), next_counter()}
@@ -306,7 +312,13 @@ defmodule Jido.Distributed.TreeBroadcast do
   end
 
   defp opts!(opts) do
-    opts = Keyword.validate!(opts, [:nodes, :fanout, :timeout, await: true])
+    opts = Keyword.validate!(opts, [:nodes, :fanout, :timeout, :tree, await: true])
+
+    case opts[:tree] do
+      nil -> :ok
+      {root, children} when root == node() and is_list(children) -> :ok
+      other -> bad!(:tree, "a tree rooted at this node, {node(), subtrees}", other)
+    end
 
     case opts[:nodes] do
       nil ->
