@@ -63,6 +63,38 @@ defmodule Jido.Distributed.Frame do
   end
 
   @doc """
+  Encodes a list of terms into one frame, like `encode/2`, and also returns
+  the distinct atoms they contain (see `atoms/2`; in no particular order),
+  found while encoding rather than by decoding the frame again. Takes the
+  options of `encode/2`.
+
+      iex> {:ok, frame, atoms} = Jido.Distributed.Frame.encode_with_atoms([%{id: "1", type: :created}])
+      iex> {Jido.Distributed.Frame.decode(frame), atoms}
+      {{:ok, [%{id: "1", type: :created}]}, [:id, :type, :created]}
+  """
+  @spec encode_with_atoms([term()], keyword()) ::
+          {:ok, binary(), [atom()]} | {:error, error_reason()}
+  def encode_with_atoms(terms, opts \\ []) when is_list(terms) and is_list(opts) do
+    mode = compression!(opts)
+
+    result =
+      if length(terms) > @dirty_entries,
+        do: Native.frame_encode_atoms_dirty(terms, mode),
+        else: Native.frame_encode_atoms(terms, mode)
+
+    case result do
+      {:ok, {frame, atoms, []}} ->
+        {:ok, frame, atoms}
+
+      {:ok, {frame, atoms, names}} ->
+        {:ok, frame, atoms ++ Enum.map(names, &String.to_existing_atom/1)}
+
+      {:error, _} = error ->
+        error
+    end
+  end
+
+  @doc """
   Encodes a list of binaries, each already in external term format (for
   example from `:erlang.term_to_binary/1`), into one frame.
 

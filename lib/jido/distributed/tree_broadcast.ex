@@ -27,20 +27,30 @@ defmodule Jido.Distributed.TreeBroadcast do
   contains (so the child's distribution layer creates them before the safe
   decode) and the child's own subtree. A node decodes the frame once,
   forwards the same bytes to its children with their subtrees (no
-  re-encoding), delivers to its local subscribers, then confirms receipt to
-  its parent (`{:jido_bcast_got, id, node}`; a leaf skips this and reports
-  at once).
+  re-encoding) and delivers to its local subscribers. A leaf then reports
+  at once; an interior node confirms receipt to its parent (`{:got, id}`)
+  only if its subtree has not reported within a short while (half a sweep
+  interval to a sweep and a half, below), so in the usual case a parent
+  gets one ack per child and broadcast.
 
   ## Completion
 
   Each node reports to its parent once its whole subtree is accounted for:
-  `{:jido_bcast_done, id, node, delivered, missing}`, the number of nodes
-  that delivered and the nodes that could not be confirmed. Reports are
-  summed on the way up, so the root learns the totals from its own
-  children only. A node must report within the `budget_ms` its parent gave
-  it; it gives its own children a little less (a tenth, for the hop back),
-  and when its deadline passes, every node of a subtree that has not
-  reported is counted missing.
+  `{:done, id, delivered, missing}`, the number of nodes that delivered and
+  the nodes that could not be confirmed. Reports are summed on the way up,
+  so the root learns the totals from its own children only. A node must
+  report within the `budget_ms` its parent gave it; it gives its own
+  children a little less (a tenth, for the hop back), and when its deadline
+  passes, every node of a subtree that has not reported is counted missing.
+
+  Receipts and reports travel to a parent in batches,
+  `{:jido_bcast_acks, node, [ack]}`: a node sends what it has as soon as it
+  has nothing else to do (so an idle node adds no delay), and otherwise
+  every 64 acks or 5 ms. Under a stream of broadcasts a root thus gets a
+  few ack messages per child, not two per broadcast. Deadlines and receipt
+  timeouts are checked by a periodic sweep (a quarter of the ack timeout,
+  10 to 250 ms apart) while broadcasts are in flight, not by a timer per
+  broadcast.
 
   ## Failures and adoption
 
@@ -97,8 +107,14 @@ defmodule Jido.Distributed.TreeBroadcast do
     :adopted,
     :failed_children,
     :acks_sent,
+    :ack_messages,
     :malformed
   ]
+  # Acks to one parent are sent together: when idle, or at this many, or
+  # when the oldest is this old.
+  @max_acks 64
+  @ack_linger_ms 5
+  @max_routes 1_024
   # Extra time a caller of an awaited broadcast gives the server beyond
   # the broadcast timeout, which already bounds the reply.
   @call_slack_ms 5_000
@@ -155,23 +171,24 @@ defmodule Jido.Distributed.TreeBroadcast do
           {:ok, result()} | {:ok, id()} | {:error, Frame.error_reason()}
   def broadcast(signal, opts \\ []) when is_list(opts) do
     signal!(signal)
-    opts = opts!(opts)
-    settings = Options.get(:broadcast)
-    fanout = Keyword.get(opts, :fanout) || settings[:fanout]
-    timeout = Keyword.get(opts, :timeout) || settings[:timeout_ms]
-    await? = Keyword.get(opts, :await, true)
+    {fanout, timeout} = defaults()
 
-    planned = if tree = opts[:tree], do: {:ok, tree}, else: plan(members(opts[:nodes]), fanout)
+    opts =
+      parse_opts(opts, %{nodes: nil, fanout: fanout, timeout: timeout, await: true, tree: nil})
+
+    planned = if opts.tree, do: {:ok, opts.tree}, else: plan(opts.nodes, opts.fanout)
 
     with {:ok, tree} <- planned,
-         {:ok, frame} <- Frame.encode([signal]),
-         {:ok, atoms} <- Frame.atoms(frame) do
+         {:ok, frame, atoms} <- Frame.encode_with_atoms([signal]) do
       id = {node(), :persistent_term.get({__MODULE__, :instance}, 0), next_counter()}
-      start = {:start, id, signal, frame, atoms, tree, timeout, fanout, await?}
+      start = {:start, id, signal, frame, atoms, tree, opts.timeout, opts.fanout}
 
-      if await?,
-        do: GenServer.call(__MODULE__, start, timeout + @call_slack_ms),
-        else: GenServer.call(__MODULE__, start)
+      if opts.await do
+        GenServer.call(__MODULE__, start, opts.timeout + @call_slack_ms)
+      else
+        GenServer.cast(__MODULE__, start)
+        {:ok, id}
+      end
     end
   end
 
@@ -246,7 +263,8 @@ defmodule Jido.Distributed.TreeBroadcast do
       from parents, repeats included), `duplicates`, `delivered` (messages
       to local subscribers), `forwarded` (frames sent to children, adoptions
       included), `adopted` (subtrees taken over from failed children),
-      `failed_children`, `acks_sent` (receipts and reports), `malformed`;
+      `failed_children`, `acks_sent` (receipts and reports),
+      `ack_messages` (the batches they went in), `malformed`;
     * `sends` - frames sent per destination node;
     * `sessions` - broadcasts in flight here; `subscribers` - subscribed
       processes; `remembered` - broadcast ids remembered.
@@ -282,21 +300,24 @@ defmodule Jido.Distributed.TreeBroadcast do
 
   defp labels(%{region: region, zone: zone}), do: [region: region, zone: zone]
 
-  defp members(nil), do: [node() | Node.list()] |> Enum.sort()
-  defp members(nodes), do: [node() | nodes] |> Enum.uniq() |> Enum.sort()
+  # The last plan is kept, keyed by the `:nodes` option and the fanout. The
+  # plan depends only on the members, their labels and health, which change
+  # only when nodes connect or disconnect: then the server drops it.
+  defp plan(nodes, fanout) do
+    key = {fanout, nodes}
 
-  # The plan for the same members, labels, health and fanout is the same
-  # (the planner is deterministic), so the last one is kept.
-  defp plan(members, fanout) do
-    key = {fanout, located_members(members)}
-
-    case :ets.lookup(@plans, node()) do
-      [{_, ^key, tree}] ->
+    case :ets.lookup(@plans, :last) do
+      [{:last, ^key, tree}] ->
         {:ok, tree}
 
       _ ->
-        with {:ok, tree} <- TreePlanner.plan(elem(key, 1), node(), fanout: fanout) do
-          :ets.insert(@plans, {node(), key, tree})
+        if nodes && not Enum.all?(nodes, &is_atom/1),
+          do: bad!(:nodes, "a list of node names", nodes)
+
+        members = Enum.uniq([node() | nodes || Node.list()])
+
+        with {:ok, tree} <- TreePlanner.plan(located_members(members), node(), fanout: fanout) do
+          :ets.insert(@plans, {:last, key, tree})
           {:ok, tree}
         end
     end
@@ -311,34 +332,56 @@ defmodule Jido.Distributed.TreeBroadcast do
           "expected a signal (a map or struct with :id and :type), got: #{inspect(other)}"
   end
 
-  defp opts!(opts) do
-    opts = Keyword.validate!(opts, [:nodes, :fanout, :timeout, :tree, await: true])
+  # One pass over the options (this is on every broadcast's path). Node
+  # names are checked when a plan is made for them.
+  defp parse_opts([], acc), do: acc
 
-    case opts[:tree] do
-      nil -> :ok
-      {root, children} when root == node() and is_list(children) -> :ok
-      other -> bad!(:tree, "a tree rooted at this node, {node(), subtrees}", other)
-    end
+  defp parse_opts([{:nodes, nodes} | rest], acc) when is_list(nodes),
+    do: parse_opts(rest, %{acc | nodes: nodes})
 
-    case opts[:nodes] do
+  defp parse_opts([{:fanout, fanout} | rest], acc) when is_integer(fanout) and fanout > 0,
+    do: parse_opts(rest, %{acc | fanout: fanout})
+
+  defp parse_opts([{:timeout, timeout} | rest], acc) when is_integer(timeout) and timeout > 0,
+    do: parse_opts(rest, %{acc | timeout: timeout})
+
+  defp parse_opts([{:await, await} | rest], acc) when is_boolean(await),
+    do: parse_opts(rest, %{acc | await: await})
+
+  defp parse_opts([{:tree, {root, children} = tree} | rest], acc)
+       when root == node() and is_list(children),
+       do: parse_opts(rest, %{acc | tree: tree})
+
+  defp parse_opts([{key, value} | _], _acc)
+       when key in [:nodes, :fanout, :timeout, :await, :tree] do
+    what =
+      case key do
+        :nodes -> "a list of node names"
+        :await -> "a boolean"
+        :tree -> "a tree rooted at this node, {node(), subtrees}"
+        _ -> "a positive integer"
+      end
+
+    bad!(key, what, value)
+  end
+
+  defp parse_opts([{key, _} | _], _acc) do
+    raise ArgumentError,
+          "unknown option #{inspect(key)}, known: [:nodes, :fanout, :timeout, :await, :tree]"
+  end
+
+  defp parse_opts(other, _acc),
+    do: raise(ArgumentError, "expected options as a keyword list, got: #{inspect(other)}")
+
+  defp defaults do
+    case :persistent_term.get({__MODULE__, :defaults}, nil) do
       nil ->
-        :ok
+        settings = Options.get(:broadcast)
+        {settings[:fanout], settings[:timeout_ms]}
 
-      nodes when is_list(nodes) ->
-        if Enum.all?(nodes, &is_atom/1),
-          do: :ok,
-          else: bad!(:nodes, "a list of node names", nodes)
-
-      other ->
-        bad!(:nodes, "a list of node names", other)
+      defaults ->
+        defaults
     end
-
-    for key <- [:fanout, :timeout], value = opts[key], value != nil do
-      unless is_integer(value) and value > 0, do: bad!(key, "a positive integer", value)
-    end
-
-    unless is_boolean(opts[:await]), do: bad!(:await, "a boolean", opts[:await])
-    opts
   end
 
   defp bad!(key, what, value),
@@ -355,9 +398,11 @@ defmodule Jido.Distributed.TreeBroadcast do
     :ok = :net_kernel.monitor_nodes(true)
 
     if :ets.whereis(@plans) == :undefined,
-      do: :ets.new(@plans, [:named_table, :public, :set, read_concurrency: true])
+      do: :ets.new(@plans, [:named_table, :public, :set, read_concurrency: true]),
+      else: :ets.delete_all_objects(@plans)
 
     :persistent_term.put({__MODULE__, :instance}, :rand.uniform(1 <<< 47))
+    :persistent_term.put({__MODULE__, :defaults}, {settings[:fanout], settings[:timeout_ms]})
     schedule_prune(settings[:dedup_ttl_ms])
 
     {:ok,
@@ -369,6 +414,14 @@ defmodule Jido.Distributed.TreeBroadcast do
        sessions: %{},
        recent: Recent.new(settings[:dedup_size], settings[:dedup_ttl_ms]),
        sends: %{},
+       # signal type => local subscribers, dropped when subscriptions change
+       routes: %{},
+       # parent => {count, acks newest first}; `acks_since` is when the
+       # oldest was queued
+       outbox: %{},
+       acks_since: nil,
+       sweep: nil,
+       sweep_ms: settings[:ack_timeout_ms] |> div(4) |> max(10) |> min(250),
        ack_timeout_ms: settings[:ack_timeout_ms],
        ttl_ms: settings[:dedup_ttl_ms],
        max_frame_size: Options.get(:max_frame_size)
@@ -376,45 +429,20 @@ defmodule Jido.Distributed.TreeBroadcast do
   end
 
   @impl true
-  def handle_call(
-        {:start, id, signal, frame, atoms, {_root, children} = tree, timeout, fanout, await?},
-        from,
-        state
-      ) do
-    count(state, :started)
-    now = now_ms()
-    started = System.monotonic_time()
-
-    if Telemetry.available?() do
-      Telemetry.emit(
-        [:broadcast, :start],
-        %{system_time: System.system_time(), nodes: length(TreePlanner.nodes(tree))},
-        %{id: id, fanout: fanout, depth: TreePlanner.depth(tree)}
-      )
-    end
-
-    session = %{
-      Session.new(id, node(), true)
-      | data: %{frame: frame, atoms: atoms, deadline: now + timeout, timer: nil, started: started}
-    }
-
-    session = if await?, do: Session.add_parent(session, {:caller, from}), else: session
-    {session, state} = send_children(state, session, children, now)
-    deliver(state, signal)
-    state = settle(state, session)
-    if await?, do: {:noreply, state}, else: {:reply, {:ok, id}, state}
+  def handle_call({:start, id, signal, frame, atoms, tree, timeout, fanout}, from, state) do
+    noreply(start(state, id, signal, frame, atoms, tree, timeout, fanout, from))
   end
 
   def handle_call({:await, id}, from, state) do
     case state.sessions do
       %{^id => session} ->
         session = Session.add_parent(session, {:caller, from})
-        {:noreply, %{state | sessions: Map.put(state.sessions, id, session)}}
+        noreply(%{state | sessions: Map.put(state.sessions, id, session)})
 
       _ ->
         case Recent.get(state.recent, id) do
-          {:done, delivered, missing} -> {:reply, {:ok, result(delivered, missing)}, state}
-          nil -> {:reply, {:error, :unknown_broadcast}, state}
+          {:done, delivered, missing} -> reply({:ok, result(delivered, missing)}, state)
+          nil -> reply({:error, :unknown_broadcast}, state)
         end
     end
   end
@@ -429,11 +457,12 @@ defmodule Jido.Distributed.TreeBroadcast do
     state = %{
       state
       | index: CapabilityIndex.put(state.index, pattern, {pid, format}),
+        routes: %{},
         subscribers:
           Map.put(state.subscribers, pid, {ref, MapSet.put(entries, {pattern, format})})
     }
 
-    {:reply, :ok, state}
+    reply(:ok, state)
   end
 
   def handle_call({:unsubscribe, pid, pattern}, _from, state) do
@@ -454,10 +483,10 @@ defmodule Jido.Distributed.TreeBroadcast do
             Map.put(state.subscribers, pid, {ref, MapSet.new(kept)})
           end
 
-        {:reply, :ok, %{state | index: index, subscribers: subscribers}}
+        reply(:ok, %{state | index: index, routes: %{}, subscribers: subscribers})
 
       _ ->
-        {:reply, :ok, state}
+        reply(:ok, state)
     end
   end
 
@@ -467,14 +496,21 @@ defmodule Jido.Distributed.TreeBroadcast do
       |> Enum.with_index(1)
       |> Map.new(fn {name, i} -> {name, :counters.get(state.counters, i)} end)
 
-    {:reply,
-     %{
-       counters: counters,
-       sends: state.sends,
-       sessions: map_size(state.sessions),
-       subscribers: map_size(state.subscribers),
-       remembered: Recent.size(state.recent)
-     }, state}
+    reply(
+      %{
+        counters: counters,
+        sends: state.sends,
+        sessions: map_size(state.sessions),
+        subscribers: map_size(state.subscribers),
+        remembered: Recent.size(state.recent)
+      },
+      state
+    )
+  end
+
+  @impl true
+  def handle_cast({:start, id, signal, frame, atoms, tree, timeout, fanout}, state) do
+    noreply(start(state, id, signal, frame, atoms, tree, timeout, fanout, nil))
   end
 
   @impl true
@@ -487,56 +523,50 @@ defmodule Jido.Distributed.TreeBroadcast do
       Map.has_key?(state.sessions, id) ->
         count(state, :duplicates)
         session = Session.add_parent(state.sessions[id], parent)
-        ack(state, parent, {:jido_bcast_got, id, node()})
-        {:noreply, %{state | sessions: Map.put(state.sessions, id, session)}}
+        state = %{state | sessions: Map.put(state.sessions, id, session)}
+
+        # An owed receipt goes to every parent at once, this one included.
+        if session.data[:receipt_due],
+          do: noreply(state),
+          else: noreply(ack(state, parent, {:got, id}))
 
       match?({:done, _, _}, Recent.get(state.recent, id)) ->
         count(state, :duplicates)
         {:done, delivered, missing} = Recent.get(state.recent, id)
-        ack(state, parent, {:jido_bcast_done, id, node(), delivered, missing})
-        {:noreply, state}
+        noreply(ack(state, parent, {:done, id, delivered, missing}))
 
       true ->
-        {:noreply, relay(state, id, parent, frame, atoms, children, budget)}
+        noreply(relay(state, id, parent, frame, atoms, children, budget))
     end
   end
 
-  def handle_info({:jido_bcast_got, id, child}, state) do
-    update_session(state, id, &{Session.received(&1, child), &2})
+  def handle_info({:jido_bcast_acks, child, acks}, state) when is_atom(child) and is_list(acks) do
+    noreply(Enum.reduce(acks, state, &handle_ack(&1, child, &2)))
   end
 
-  def handle_info({:jido_bcast_done, id, child, delivered, missing}, state)
-      when is_integer(delivered) and is_list(missing) do
-    update_session(state, id, &{Session.done(&1, child, delivered, missing), &2})
-  end
+  def handle_info(:timeout, state), do: noreply(flush_acks(state))
 
-  def handle_info({:timeout, _ref, {:receipt, id, children}}, state) do
-    update_session(state, id, fn session, state ->
-      session
-      |> Session.unconfirmed(children)
-      |> Enum.reduce({session, state}, fn child, {session, state} ->
-        give_up(state, session, child)
-      end)
-    end)
-  end
-
-  def handle_info({:timeout, _ref, {:deadline, id}}, state) do
-    update_session(state, id, &{Session.expire(&1), &2})
-  end
+  def handle_info(:sweep, state), do: noreply(sweep(%{state | sweep: nil}))
 
   def handle_info({:nodedown, node}, state) do
-    state =
-      state.sessions
-      |> Enum.filter(fn {_id, session} -> Map.has_key?(session.pending, node) end)
-      |> Enum.reduce(state, fn {id, _}, state ->
-        {:noreply, state} = update_session(state, id, &give_up(&2, &1, node))
-        state
-      end)
+    :ets.delete_all_objects(@plans)
 
-    {:noreply, state}
+    state.sessions
+    |> Enum.reduce(state, fn {_id, session}, state ->
+      if Map.has_key?(session.pending, node) do
+        {session, state} = give_up(state, session, node)
+        settle(state, session)
+      else
+        state
+      end
+    end)
+    |> noreply()
   end
 
-  def handle_info({:nodeup, _node}, state), do: {:noreply, state}
+  def handle_info({:nodeup, _node}, state) do
+    :ets.delete_all_objects(@plans)
+    noreply(state)
+  end
 
   def handle_info({:DOWN, ref, :process, pid, _reason}, state) do
     case state.subscribers do
@@ -546,16 +576,21 @@ defmodule Jido.Distributed.TreeBroadcast do
             CapabilityIndex.delete_value(index, {pid, format})
           end)
 
-        {:noreply, %{state | index: index, subscribers: Map.delete(state.subscribers, pid)}}
+        noreply(%{
+          state
+          | index: index,
+            routes: %{},
+            subscribers: Map.delete(state.subscribers, pid)
+        })
 
       _ ->
-        {:noreply, state}
+        noreply(state)
     end
   end
 
   def handle_info(:prune, state) do
     schedule_prune(state.ttl_ms)
-    {:noreply, %{state | recent: Recent.prune(state.recent, now_ms())}}
+    noreply(%{state | recent: Recent.prune(state.recent, now_ms())})
   end
 
   def handle_info(other, state) do
@@ -565,7 +600,38 @@ defmodule Jido.Distributed.TreeBroadcast do
       "#{inspect(__MODULE__)} dropped an unexpected message: #{inspect(other, limit: 5)}"
     )
 
-    {:noreply, state}
+    noreply(state)
+  end
+
+  # --- broadcasts ---------------------------------------------------------------
+
+  # The root: send to the children first, then deliver here.
+  defp start(state, id, signal, frame, atoms, {_root, children} = tree, timeout, fanout, waiter) do
+    count(state, :started)
+    now = now_ms()
+
+    if Telemetry.available?() do
+      Telemetry.emit(
+        [:broadcast, :start],
+        %{system_time: System.system_time(), nodes: length(TreePlanner.nodes(tree))},
+        %{id: id, fanout: fanout, depth: TreePlanner.depth(tree)}
+      )
+    end
+
+    session = %{
+      Session.new(id, node(), true)
+      | data: %{
+          frame: frame,
+          atoms: atoms,
+          deadline: now + timeout,
+          started: System.monotonic_time()
+        }
+    }
+
+    session = if waiter, do: Session.add_parent(session, {:caller, waiter}), else: session
+    {session, state} = send_children(state, session, children, now)
+    state = deliver(state, signal)
+    settle(state, session)
   end
 
   # A broadcast new to this node: forward, deliver, confirm.
@@ -587,56 +653,44 @@ defmodule Jido.Distributed.TreeBroadcast do
           nil
       end
 
+    state = if signal && children == [], do: deliver(state, signal), else: state
+
     if children == [] do
-      if signal, do: deliver(state, signal)
       {delivered, missing} = if signal, do: {1, []}, else: {0, [node()]}
-      ack(state, parent, {:jido_bcast_done, id, node(), delivered, missing})
-      %{state | recent: Recent.put(state.recent, id, {:done, delivered, missing}, now)}
+      state = %{state | recent: Recent.put(state.recent, id, {:done, delivered, missing}, now)}
+      ack(state, parent, {:done, id, delivered, missing})
     else
       session = %{
         Session.add_parent(Session.new(id, node(), signal != nil), parent)
-        | data: %{frame: frame, atoms: atoms, deadline: now + budget, timer: nil}
+        | data: %{frame: frame, atoms: atoms, deadline: now + budget}
       }
 
       {session, state} = send_children(state, session, children, now)
-      if signal, do: deliver(state, signal)
-      ack(state, parent, {:jido_bcast_got, id, node()})
-      settle(state, session)
+      state = if signal, do: deliver(state, signal), else: state
+      # The receipt is owed, sent by the sweep if the subtree is slow.
+      settle(state, %{session | data: Map.put(session.data, :receipt_due, now)})
     end
   end
 
-  # Sends the frame to each subtree's top node; a node that is not
-  # connected is given up at once (its children adopted). One receipt
-  # timer covers the children sent to here.
+  # Sends the frame to each subtree's top node, with its subtree; a node
+  # that is not connected is given up at once (its children adopted).
   defp send_children(state, session, subtrees, now) do
     budget = child_budget(session.data.deadline - now)
-
-    {session, state, sent} =
-      Enum.reduce(subtrees, {session, state, []}, &send_child(&1, &2, budget))
-
-    if sent != [] do
-      wait = min(state.ack_timeout_ms, budget)
-      :erlang.start_timer(wait, self(), {:receipt, session.id, sent})
-    end
-
-    {session, state}
+    Enum.reduce(subtrees, {session, state}, &send_child(&1, &2, budget, now))
   end
 
-  defp send_child({child, _} = subtree, {session, state, sent}, budget) do
-    message =
-      {:jido_bcast, session.id, node(), session.data.frame, session.data.atoms, subtree, budget}
-
-    session = Session.sent(session, subtree)
+  defp send_child({child, _} = subtree, {session, state}, budget, now) do
+    %{frame: frame, atoms: atoms} = session.data
+    message = {:jido_bcast, session.id, node(), frame, atoms, subtree, budget}
+    session = Session.sent(session, subtree, now)
 
     case :erlang.send({__MODULE__, child}, message, [:noconnect]) do
-      :noconnect ->
-        {session, state} = give_up(state, session, child)
-        {session, state, sent}
-
       :ok ->
         count(state, :forwarded)
-        state = %{state | sends: Map.update(state.sends, child, 1, &(&1 + 1))}
-        {session, state, [child | sent]}
+        {session, %{state | sends: Map.update(state.sends, child, 1, &(&1 + 1))}}
+
+      :noconnect ->
+        give_up(state, session, child)
     end
   end
 
@@ -653,50 +707,101 @@ defmodule Jido.Distributed.TreeBroadcast do
     end
   end
 
-  # Runs `fun` on the session `id`, if it is still in flight, then settles it.
-  defp update_session(state, id, fun) do
+  defp handle_ack({:got, id}, child, state) do
     case state.sessions do
-      %{^id => session} ->
-        {session, state} = fun.(session, state)
-        {:noreply, settle(state, session)}
-
-      _ ->
-        {:noreply, state}
+      %{^id => session} -> put_session(state, Session.received(session, child))
+      _ -> state
     end
   end
 
-  # Stores a session in flight (starting its deadline timer the first
-  # time), or reports it if it is complete.
+  defp handle_ack({:done, id, delivered, missing}, child, state)
+       when is_integer(delivered) and is_list(missing) do
+    case state.sessions do
+      %{^id => session} -> settle(state, Session.done(session, child, delivered, missing))
+      _ -> state
+    end
+  end
+
+  defp handle_ack(_other, _child, state) do
+    count(state, :malformed)
+    state
+  end
+
+  # Checks deadlines and receipt timeouts of the broadcasts in flight.
+  defp sweep(state) do
+    now = now_ms()
+    late = now - state.ack_timeout_ms
+
+    owed = now - div(state.sweep_ms, 2)
+
+    state =
+      Enum.reduce(state.sessions, state, fn {_id, session}, state ->
+        {session, state} = send_receipt(state, session, owed)
+
+        cond do
+          now >= session.data.deadline ->
+            settle(state, Session.expire(session))
+
+          (overdue = Session.overdue(session, late)) != [] ->
+            {session, state} =
+              Enum.reduce(overdue, {session, state}, fn child, {session, state} ->
+                give_up(state, session, child)
+              end)
+
+            settle(state, session)
+
+          Map.has_key?(session.data, :receipt_due) ->
+            state
+
+          true ->
+            put_session(state, session)
+        end
+      end)
+
+    schedule_sweep(state)
+  end
+
+  # Sends the receipt owed since before `owed` to every parent.
+  defp send_receipt(state, %{data: %{receipt_due: at}} = session, owed) when at <= owed do
+    state =
+      Enum.reduce(session.parents, state, fn
+        {:caller, _}, state -> state
+        parent, state -> ack(state, parent, {:got, session.id})
+      end)
+
+    {%{session | data: Map.delete(session.data, :receipt_due)}, state}
+  end
+
+  defp send_receipt(state, session, _owed), do: {session, state}
+
+  # Keeps a session in flight, or reports it if it is complete.
   defp settle(state, session) do
-    cond do
-      Session.complete?(session) ->
-        finish(state, session)
-
-      session.data.timer == nil ->
-        wait = max(session.data.deadline - now_ms(), 0)
-        timer = :erlang.start_timer(wait, self(), {:deadline, session.id})
-        session = put_in(session.data.timer, timer)
-        %{state | sessions: Map.put(state.sessions, session.id, session)}
-
-      true ->
-        %{state | sessions: Map.put(state.sessions, session.id, session)}
-    end
+    if Session.complete?(session),
+      do: finish(state, session),
+      else: state |> put_session(session) |> schedule_sweep()
   end
+
+  defp put_session(state, session),
+    do: %{state | sessions: Map.put(state.sessions, session.id, session)}
 
   defp finish(state, session) do
     {delivered, missing} = Session.result(session)
-    if session.data.timer, do: :erlang.cancel_timer(session.data.timer, async: true, info: false)
 
-    Enum.each(session.parents, fn
-      {:caller, from} -> GenServer.reply(from, {:ok, result(delivered, missing)})
-      parent -> ack(state, parent, {:jido_bcast_done, session.id, node(), delivered, missing})
-    end)
+    state =
+      Enum.reduce(session.parents, state, fn
+        {:caller, from}, state ->
+          GenServer.reply(from, {:ok, result(delivered, missing)})
+          state
+
+        parent, state ->
+          ack(state, parent, {:done, session.id, delivered, missing})
+      end)
 
     if started = session.data[:started] do
       Telemetry.emit(
         [:broadcast, :stop],
         %{
-          duration: System.monotonic_time() - started,
+          duration: :erlang.monotonic_time() - started,
           delivered: delivered,
           missing: length(missing)
         },
@@ -711,15 +816,29 @@ defmodule Jido.Distributed.TreeBroadcast do
     }
   end
 
+  # Returns the state: the subscribers of each type are looked up once
+  # and kept until subscriptions change (at most @max_routes types).
   defp deliver(state, signal) do
-    subscribers =
+    {subscribers, state} =
       case signal do
-        %{type: type} when is_binary(type) -> CapabilityIndex.lookup(state.index, type)
-        _ -> []
+        %{type: type} when is_binary(type) ->
+          case state.routes do
+            %{^type => subscribers} ->
+              {subscribers, state}
+
+            routes ->
+              subscribers = CapabilityIndex.lookup(state.index, type)
+              routes = if map_size(routes) >= @max_routes, do: %{}, else: routes
+              {subscribers, %{state | routes: Map.put(routes, type, subscribers)}}
+          end
+
+        _ ->
+          {[], state}
       end
 
     Enum.each(subscribers, fn {pid, format} -> send(pid, format(signal, format)) end)
     if subscribers != [], do: count(state, :delivered, length(subscribers))
+    state
   end
 
   defp format(signal, format) when is_function(format, 1) do
@@ -732,10 +851,74 @@ defmodule Jido.Distributed.TreeBroadcast do
 
   defp format(signal, format), do: Message.format(signal, format)
 
-  defp ack(state, parent, message) do
-    :erlang.send({__MODULE__, parent}, message, [:noconnect])
+  # --- acks to parents ------------------------------------------------------------
+
+  # A report supersedes a receipt for the same broadcast still queued.
+  defp ack(state, parent, ack) do
     count(state, :acks_sent)
+
+    {n, acks} =
+      case {state.outbox, ack} do
+        {%{^parent => {n, acks}}, {:done, id, _, _}} ->
+          if {:got, id} in acks, do: {n - 1, List.delete(acks, {:got, id})}, else: {n, acks}
+
+        {%{^parent => queued}, _} ->
+          queued
+
+        _ ->
+          {0, []}
+      end
+
+    state = %{
+      state
+      | outbox: Map.put(state.outbox, parent, {n + 1, [ack | acks]}),
+        acks_since: state.acks_since || now_ms()
+    }
+
+    if n + 1 >= @max_acks, do: flush_acks(state, parent), else: state
   end
+
+  defp flush_acks(state) do
+    state = Enum.reduce(Map.keys(state.outbox), state, &flush_acks(&2, &1))
+    %{state | acks_since: nil}
+  end
+
+  defp flush_acks(state, parent) do
+    case Map.pop(state.outbox, parent) do
+      {nil, _} ->
+        state
+
+      {{_n, acks}, outbox} ->
+        message = {:jido_bcast_acks, node(), Enum.reverse(acks)}
+
+        if parent == node(),
+          do: send(self(), message),
+          else: :erlang.send({__MODULE__, parent}, message, [:noconnect])
+
+        count(state, :ack_messages)
+        %{state | outbox: outbox, acks_since: if(outbox == %{}, do: nil, else: state.acks_since)}
+    end
+  end
+
+  # Every callback ends here: queued acks go out when the mailbox is empty
+  # (a zero timeout) or when the oldest has waited long enough.
+  defp noreply(state) do
+    state = maybe_flush(state)
+    if state.outbox == %{}, do: {:noreply, state}, else: {:noreply, state, 0}
+  end
+
+  defp reply(reply, state) do
+    state = maybe_flush(state)
+    if state.outbox == %{}, do: {:reply, reply, state}, else: {:reply, reply, state, 0}
+  end
+
+  defp maybe_flush(%{acks_since: nil} = state), do: state
+
+  defp maybe_flush(state) do
+    if now_ms() - state.acks_since >= @ack_linger_ms, do: flush_acks(state), else: state
+  end
+
+  # --- helpers ----------------------------------------------------------------------
 
   defp result(delivered, missing), do: %{delivered: delivered, missing: missing}
 
@@ -745,9 +928,14 @@ defmodule Jido.Distributed.TreeBroadcast do
   @spec child_budget(integer()) :: pos_integer()
   def child_budget(remaining), do: max(remaining - max(div(remaining, 10), 1), 1)
 
+  defp schedule_sweep(%{sweep: nil, sessions: sessions} = state) when map_size(sessions) > 0,
+    do: %{state | sweep: Process.send_after(self(), :sweep, state.sweep_ms)}
+
+  defp schedule_sweep(state), do: state
+
   defp schedule_prune(ttl_ms), do: Process.send_after(self(), :prune, max(div(ttl_ms, 2), 1_000))
 
-  defp now_ms, do: System.monotonic_time(:millisecond)
+  defp now_ms, do: :erlang.monotonic_time(:millisecond)
 
   defp count(state, name, n \\ 1), do: :counters.add(state.counters, index(name), n)
 

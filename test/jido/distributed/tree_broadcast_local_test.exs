@@ -130,7 +130,10 @@ defmodule Jido.Distributed.TreeBroadcastLocalTest do
     end
 
     assert_raise ArgumentError, ~r/expected a signal/, fn -> TreeBroadcast.broadcast(%{id: 1}) end
-    assert_raise ArgumentError, ~r/unknown keys/, fn -> TreeBroadcast.broadcast(s, fan: 1) end
+
+    assert_raise ArgumentError, ~r/unknown option :fan, known: \[:nodes/, fn ->
+      TreeBroadcast.broadcast(s, fan: 1)
+    end
 
     assert_raise ArgumentError, "the :pid option must be a local pid, got: :me", fn ->
       TreeBroadcast.subscribe("a.b", pid: :me)
@@ -146,9 +149,23 @@ defmodule Jido.Distributed.TreeBroadcastLocalTest do
   test "the plan for the same members is reused" do
     members = fake_nodes(3)
     {:ok, _} = TreeBroadcast.broadcast(signal(type("p")), nodes: members)
-    [{_, {4, located}, tree}] = :ets.lookup(:jido_distributed_broadcast_plans, node())
-    assert Enum.map(located, &elem(&1, 0)) == Enum.sort([node() | members])
+    [{:last, {4, ^members}, tree}] = :ets.lookup(:jido_distributed_broadcast_plans, :last)
+    located = TreeBroadcast.located_members([node() | members])
     assert {:ok, ^tree} = TreePlanner.plan(located, node(), fanout: 4)
+    assert Enum.sort(TreePlanner.nodes(tree)) == Enum.sort([node() | members])
+  end
+
+  test "a tree can be given" do
+    {:ok, tree} = TreePlanner.plan([node() | fake_nodes(2)], node(), fanout: 1)
+
+    assert {:ok, %{delivered: 1, missing: missing}} =
+             TreeBroadcast.broadcast(signal(type("t")), tree: tree)
+
+    assert missing == Enum.sort(fake_nodes(2))
+
+    assert_raise ArgumentError, ~r/the :tree option must be a tree rooted at this node/, fn ->
+      TreeBroadcast.broadcast(signal(type("t")), tree: {:other@host, []})
+    end
   end
 
   test "child_budget keeps a tenth for the way back" do

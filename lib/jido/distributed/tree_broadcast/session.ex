@@ -4,8 +4,9 @@ defmodule Jido.Distributed.TreeBroadcast.Session do
   the children it sent to, what they reported, and who to report to. Pure
   data; `Jido.Distributed.TreeBroadcast` performs the sends and timers.
 
-  A child is *pending* from the moment it is sent the frame, first `:sent`,
-  then `:received` once it confirms receipt (which it does after delivering
+  A child is *pending* from the moment it is sent the frame (at a time the
+  caller passes, for `overdue/2`), first `:sent`, then `:received` once it
+  confirms receipt (which it does after delivering
   to its own subscribers). A pending child leaves by:
 
     * `done/4` - it reports its subtree: `delivered` nodes and `missing`
@@ -59,7 +60,7 @@ defmodule Jido.Distributed.TreeBroadcast.Session do
 
     * `:id` - the broadcast id; `:me` - this node;
     * `:parents` - whom to report to when done (several after adoption);
-    * `:pending` - `child => {subtree, status}`;
+    * `:pending` - `child => {subtree, status, sent_at}`;
     * `:failed` - children given up on; `true` once counted as delivered;
     * `:delivered`, `:missing` - the totals so far;
     * `:data` - anything the owner keeps with it (frame, timers, ...).
@@ -68,7 +69,7 @@ defmodule Jido.Distributed.TreeBroadcast.Session do
           id: id(),
           me: node(),
           parents: [term()],
-          pending: %{node() => {TreePlanner.tree(), status()}},
+          pending: %{node() => {TreePlanner.tree(), status(), integer()}},
           failed: %{node() => boolean()},
           delivered: non_neg_integer(),
           missing: [node()],
@@ -92,17 +93,20 @@ defmodule Jido.Distributed.TreeBroadcast.Session do
     if parent in parents, do: s, else: %{s | parents: parents ++ [parent]}
   end
 
-  @doc "Records that the child at the top of `subtree` was sent the frame."
-  @spec sent(t(), TreePlanner.tree()) :: t()
-  def sent(%__MODULE__{} = s, {child, _} = subtree),
-    do: %{s | pending: Map.put(s.pending, child, {subtree, :sent})}
+  @doc """
+  Records that the child at the top of `subtree` was sent the frame at
+  `now` (milliseconds, any monotonic clock; default 0).
+  """
+  @spec sent(t(), TreePlanner.tree(), integer()) :: t()
+  def sent(%__MODULE__{} = s, {child, _} = subtree, now \\ 0),
+    do: %{s | pending: Map.put(s.pending, child, {subtree, :sent, now})}
 
   @doc "Records that `child` confirmed receipt; ignored unless it is pending."
   @spec received(t(), node()) :: t()
   def received(%__MODULE__{} = s, child) do
     case s.pending do
-      %{^child => {subtree, :sent}} ->
-        %{s | pending: Map.put(s.pending, child, {subtree, :received})}
+      %{^child => {subtree, :sent, at}} ->
+        %{s | pending: Map.put(s.pending, child, {subtree, :received, at})}
 
       _ ->
         s
@@ -156,7 +160,7 @@ defmodule Jido.Distributed.TreeBroadcast.Session do
       {nil, _} ->
         {s, []}
 
-      {{{^child, grandchildren}, :received}, pending} ->
+      {{{^child, grandchildren}, :received, _}, pending} ->
         {%{
            s
            | pending: pending,
@@ -164,7 +168,7 @@ defmodule Jido.Distributed.TreeBroadcast.Session do
              delivered: s.delivered + 1
          }, grandchildren}
 
-      {{{^child, grandchildren}, :sent}, pending} ->
+      {{{^child, grandchildren}, :sent, _}, pending} ->
         {%{
            s
            | pending: pending,
@@ -174,10 +178,20 @@ defmodule Jido.Distributed.TreeBroadcast.Session do
     end
   end
 
-  @doc "The pending children among `children` that have not confirmed receipt."
-  @spec unconfirmed(t(), [node()]) :: [node()]
-  def unconfirmed(%__MODULE__{pending: pending}, children),
-    do: Enum.filter(children, &match?(%{^&1 => {_, :sent}}, pending))
+  @doc """
+  The pending children that have not confirmed receipt and were sent the
+  frame at or before `sent_by`.
+
+      iex> alias Jido.Distributed.TreeBroadcast.Session
+      iex> s = Session.new(:id, :a@h, true)
+      iex> s = s |> Session.sent({:b@h, []}, 10) |> Session.sent({:c@h, []}, 20) |> Session.sent({:d@h, []}, 10)
+      iex> s |> Session.received(:d@h) |> Session.overdue(15)
+      [:b@h]
+  """
+  @spec overdue(t(), integer()) :: [node()]
+  def overdue(%__MODULE__{pending: pending}, sent_by) do
+    for {child, {_, :sent, at}} <- pending, at <= sent_by, do: child
+  end
 
   @doc """
   Ends the wait: every pending child's whole subtree is counted missing,
@@ -192,14 +206,14 @@ defmodule Jido.Distributed.TreeBroadcast.Session do
   @spec expire(t()) :: t()
   def expire(%__MODULE__{} = s) do
     Enum.reduce(s.pending, %{s | pending: %{}}, fn
-      {_child, {{_, subtrees}, :received}}, s ->
+      {_child, {{_, subtrees}, :received, _}}, s ->
         %{
           s
           | delivered: s.delivered + 1,
             missing: Enum.flat_map(subtrees, &TreePlanner.nodes/1) ++ s.missing
         }
 
-      {_child, {subtree, :sent}}, s ->
+      {_child, {subtree, :sent, _}}, s ->
         %{s | missing: TreePlanner.nodes(subtree) ++ s.missing}
     end)
   end

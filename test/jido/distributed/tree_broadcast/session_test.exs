@@ -68,11 +68,16 @@ defmodule Jido.Distributed.TreeBroadcast.SessionTest do
     assert Session.fail(s, :z@h) == {s, []}
   end
 
-  test "unconfirmed lists pending children that did not confirm receipt" do
-    s = started() |> Session.received(:b@h)
-    assert Session.unconfirmed(s, [:b@h, :c@h, :z@h]) == [:c@h]
+  test "overdue lists unconfirmed children sent at or before a time" do
+    {:a@h, [b, c]} = @tree
+    s = Session.new(:id, :a@h, true) |> Session.sent(b, 100) |> Session.sent(c, 200)
+    assert Enum.sort(Session.overdue(s, 200)) == [:b@h, :c@h]
+    assert Session.overdue(s, 150) == [:b@h]
+    assert Session.overdue(s, 99) == []
+    s = Session.received(s, :b@h)
+    assert Session.overdue(s, 200) == [:c@h]
     s = Session.done(s, :c@h, 1, [])
-    assert Session.unconfirmed(s, [:b@h, :c@h]) == []
+    assert Session.overdue(s, 200) == []
   end
 
   test "expire counts every unreported node of pending subtrees missing" do
