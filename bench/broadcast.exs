@@ -21,9 +21,10 @@
 #     time of its whole VM (`:erlang.statistics(:runtime)`, user + system;
 #     peers run with scheduler busy-wait off, `+sbwt none`, so idle spinning
 #     is not counted) divided by the number of broadcasts. Three modes:
-#       - tree (`root_cpu_us_tree`): `broadcast(await: false)` back to back,
-#         then until every broadcast completed on the root, so all receipts
-#         and reports reaching the root are in the window;
+#       - tree (`root_cpu_us_tree`): `broadcast(await: false)` in windows of
+#         32 (then `await/2` of the window's last), and at the end until
+#         every broadcast completed on the root, so all receipts and
+#         reports reaching the root are in the measurement;
 #       - tree awaited (`root_cpu_us_tree_awaited`): `broadcast/2` awaited
 #         one by one; the root idles during each round trip, so this adds
 #         the cost of sleeping and waking per broadcast;
@@ -61,12 +62,22 @@ alias Jido.Distributed.{TreeBroadcast, TreePlanner}
       :ok
     end
 
-    # Back to back without waiting (`await: false`), then until every
-    # broadcast has completed here.
-    def tree_stream(signal, nodes, count) do
-      for seq <- 1..count do
-        {:ok, _id} = TreeBroadcast.broadcast(stamp(signal, seq), nodes: nodes, await: false)
-      end
+    # Without waiting (`await: false`), in windows of `window` broadcasts:
+    # after each window, wait for its last one; at the end, until every
+    # broadcast completed here. The window keeps the tree from being
+    # flooded (on one shared host a flooded tree misses ack timeouts).
+    def tree_stream(signal, nodes, count, window) do
+      1..count
+      |> Enum.chunk_every(window)
+      |> Enum.each(fn seqs ->
+        ids =
+          for seq <- seqs do
+            {:ok, id} = TreeBroadcast.broadcast(stamp(signal, seq), nodes: nodes, await: false)
+            id
+          end
+
+        {:ok, _} = TreeBroadcast.await(List.last(ids), 60_000)
+      end)
 
       drain()
     end
@@ -141,6 +152,7 @@ sizes =
 latency_count = if quick, do: 50, else: 200
 cpu_count = if quick, do: 1_000, else: 4_000
 cpu_rounds = if quick, do: 2, else: 3
+window = 32
 fanout = 4
 
 IO.puts("broadcast: #{if quick, do: "quick", else: "full"} run, sizes #{inspect(sizes)}")
@@ -279,6 +291,14 @@ run_size = fn n ->
     end
 
   # --- root CPU -------------------------------------------------------------------
+  failed = fn ->
+    nodes
+    |> Enum.map(&Cluster.rpc(&1, TreeBroadcast, :stats, []).counters.failed_children)
+    |> Enum.sum()
+  end
+
+  failed_before = failed.()
+
   cpu =
     for _round <- 1..cpu_rounds,
         mode <- [:stream, :naive, :tree],
@@ -289,7 +309,7 @@ run_size = fn n ->
         args =
           case mode do
             :tree -> [bench_mod, :tree, [signal, nodes, cpu_count, 0]]
-            :stream -> [bench_mod, :tree_stream, [signal, nodes, cpu_count]]
+            :stream -> [bench_mod, :tree_stream, [signal, nodes, cpu_count, window]]
             :naive -> [bench_mod, :naive, [signal, Map.values(subs), cpu_count, 0]]
           end
 
@@ -305,6 +325,10 @@ run_size = fn n ->
 
         Map.update!(acc, mode, &[m | &1])
     end
+
+  # Children given up on while nothing failed: ack timeouts missed under load.
+  cpu_failed_children = failed.() - failed_before
+  IO.puts("   children given up during the CPU phase: #{cpu_failed_children}")
 
   per = fn ms, key -> ms |> Enum.map(&(Map.fetch!(&1, key) / cpu_count)) |> Enum.min() end
 
@@ -363,6 +387,7 @@ run_size = fn n ->
      "naive_time_to_last_ms" => Float.round(Stats.median(ttl.naive) / 1000, 3),
      "naive_time_to_last_p99_ms" => Float.round(Stats.percentile(ttl.naive, 99) / 1000, 3),
      "root_cpu_us_tree" => Float.round(tree_cpu, 1),
+     "cpu_phase_children_given_up" => cpu_failed_children,
      "root_cpu_us_tree_awaited" => Float.round(awaited_cpu, 1),
      "root_cpu_us_naive" => Float.round(naive_cpu, 1),
      "root_cpu_ratio_naive_over_tree" => Float.round(naive_cpu / tree_cpu, 2),

@@ -281,8 +281,7 @@ mod tests {
     fn atom_texts_past_the_linear_scan_stay_distinct() {
         // A list of 100 atoms, each twice: a0..a49, a0..a49.
         let mut bytes = vec![131u8, 108, 0, 0, 0, 100];
-        for round in 0..2 {
-            let _ = round;
+        for _round in 0..2 {
             for i in 0..50 {
                 let name = format!("a{i}");
                 bytes.push(119);
@@ -291,7 +290,8 @@ mod tests {
             }
         }
         bytes.push(106);
-        let texts = distinct_atom_texts(&[&bytes]).unwrap();
+        let terms = [&bytes];
+        let texts = distinct_atom_texts(&terms).unwrap();
         assert_eq!(texts.len(), 50);
         assert_eq!(texts[49].0, b"a49");
         let strings = distinct_atoms(&[&bytes]).unwrap();
@@ -343,6 +343,7 @@ mod tests {
                 bytes.push(r as u8);
             }
             let _ = distinct_atoms(&[&bytes]);
+            let _ = distinct_atom_texts(&[&bytes]);
         }
     }
 }

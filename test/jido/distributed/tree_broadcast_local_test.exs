@@ -168,6 +168,44 @@ defmodule Jido.Distributed.TreeBroadcastLocalTest do
     end
   end
 
+  test "start and stop telemetry events on the root" do
+    # :telemetry is not a dependency: stand in a module of that name for
+    # this test only (sync tests run alone), then remove it.
+    test_pid = self()
+
+    Module.create(
+      :telemetry,
+      quote do
+        def execute(event, measurements, metadata),
+          do: send(unquote(test_pid), {:telemetry, event, measurements, metadata})
+      end,
+      Macro.Env.location(__ENV__)
+    )
+
+    :persistent_term.put({Jido.Distributed.Telemetry, :available}, true)
+
+    try do
+      members = fake_nodes(2)
+      {:ok, result} = TreeBroadcast.broadcast(signal(type("tel")), nodes: members)
+
+      assert_receive {:telemetry, [:jido, :distributed, :broadcast, :start], %{nodes: 3},
+                      %{id: id, fanout: 4, depth: 1}}
+
+      assert_receive {:telemetry, [:jido, :distributed, :broadcast, :stop], measurements,
+                      %{id: ^id, missing: missing}}
+
+      assert measurements.delivered == result.delivered
+      assert measurements.missing == 2
+      assert missing == Enum.sort(members)
+      assert is_integer(measurements.duration)
+    after
+      :persistent_term.erase({Jido.Distributed.Telemetry, :available})
+      :code.purge(:telemetry)
+      :code.delete(:telemetry)
+      :code.purge(:telemetry)
+    end
+  end
+
   test "child_budget keeps a tenth for the way back" do
     assert TreeBroadcast.child_budget(5_000) == 4_500
     assert TreeBroadcast.child_budget(5) == 4
