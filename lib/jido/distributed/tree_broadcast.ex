@@ -73,6 +73,25 @@ defmodule Jido.Distributed.TreeBroadcast do
   not delivered again, and its sender still gets a report (at once if the
   subtree is done, when it is done otherwise), so it can finish too.
 
+  ## Limits
+
+    * Members that are connected but do not run this library (a remote
+      console, a monitoring node) cannot confirm receipt: each broadcast to
+      them waits `:ack_timeout_ms` and reports them missing. Pass `:nodes`
+      to leave them out.
+    * Broadcasts started with `await: false` are not flow-controlled: a
+      caller that starts them faster than the tree delivers builds queues
+      on the way, and a child whose queue holds a broadcast longer than
+      `:ack_timeout_ms` is given up (its subtree adopted, itself reported
+      missing unless its report still arrives in time). Await now and then
+      (`await/2`) to bound what is in flight.
+    * Only the root's CPU is spared: every member decodes the frame once
+      and sends at most `:fanout` copies plus its acks. The root still
+      encodes the signal, sends `:fanout` copies and takes its children's
+      reports, a fixed cost per broadcast: below about 20 members a root
+      that sends to every member itself spends less CPU; above, the tree
+      root spends less, more so the more members (`bench/broadcast.exs`).
+
   ## Settings
 
   Under `config :jido_distributed, broadcast: [...]`: `:fanout`,
