@@ -85,12 +85,11 @@ defmodule Jido.Distributed.TreeBroadcast do
       `:ack_timeout_ms` is given up (its subtree adopted, itself reported
       missing unless its report still arrives in time). Await now and then
       (`await/2`) to bound what is in flight.
-    * Only the root's CPU is spared: every member decodes the frame once
-      and sends at most `:fanout` copies plus its acks. The root still
-      encodes the signal, sends `:fanout` copies and takes its children's
-      reports, a fixed cost per broadcast: below about 20 members a root
-      that sends to every member itself spends less CPU; above, the tree
-      root spends less, more so the more members (`bench/broadcast.exs`).
+    * The root's CPU per broadcast is about constant (encode once, send
+      `:fanout` copies, take its children's reports), while a root that
+      sends to every member itself pays per member: below about 20 members
+      the direct sends cost the root less CPU; above, the tree root spends
+      less, more so the more members (`bench/broadcast.exs`).
 
   ## Settings
 
@@ -117,6 +116,7 @@ defmodule Jido.Distributed.TreeBroadcast do
   alias Jido.Distributed.TreeBroadcast.{Recent, Session}
 
   @plans :jido_distributed_broadcast_plans
+  @subscriptions :jido_distributed_broadcast_subscriptions
   @counter_names [
     :started,
     :received,
@@ -409,12 +409,25 @@ defmodule Jido.Distributed.TreeBroadcast do
   defp pid!(pid) when is_pid(pid) and node(pid) == node(), do: pid
   defp pid!(other), do: bad!(:pid, "a local pid", other)
 
+  @doc false
+  # Subscriptions, `{pid, pattern, format}`, in a table owned by
+  # `Jido.Distributed.Transport.LinkStore`, so they outlive this process.
+  @spec subscriptions_table() :: atom()
+  def subscriptions_table, do: @subscriptions
+
   # --- server ---------------------------------------------------------------------
 
   @impl true
   def init(_opts) do
     settings = Options.get(:broadcast)
     :ok = :net_kernel.monitor_nodes(true)
+
+    # Started on its own (without the application's LinkStore), it keeps
+    # the table itself.
+    if :ets.whereis(@subscriptions) == :undefined,
+      do: :ets.new(@subscriptions, [:named_table, :public, :bag])
+
+    subscriptions = :ets.tab2list(@subscriptions)
 
     if :ets.whereis(@plans) == :undefined,
       do: :ets.new(@plans, [:named_table, :public, :set, read_concurrency: true]),
@@ -427,9 +440,17 @@ defmodule Jido.Distributed.TreeBroadcast do
     {:ok,
      %{
        counters: :counters.new(length(@counter_names), []),
-       index: CapabilityIndex.new(),
+       # Subscriptions from before a restart; a pid that died meanwhile is
+       # removed when its monitor fires.
+       index:
+         CapabilityIndex.new(
+           for {pid, pattern, format} <- subscriptions, do: {pattern, {pid, format}}
+         ),
        # pid => {monitor ref, MapSet of {pattern, format}}
-       subscribers: %{},
+       subscribers:
+         subscriptions
+         |> Enum.group_by(&elem(&1, 0), &{elem(&1, 1), elem(&1, 2)})
+         |> Map.new(fn {pid, entries} -> {pid, {Process.monitor(pid), MapSet.new(entries)}} end),
        sessions: %{},
        recent: Recent.new(settings[:dedup_size], settings[:dedup_ttl_ms]),
        sends: %{},
@@ -473,6 +494,8 @@ defmodule Jido.Distributed.TreeBroadcast do
         _ -> {Process.monitor(pid), MapSet.new()}
       end
 
+    :ets.insert(@subscriptions, {pid, pattern, format})
+
     state = %{
       state
       | index: CapabilityIndex.put(state.index, pattern, {pid, format}),
@@ -488,6 +511,7 @@ defmodule Jido.Distributed.TreeBroadcast do
     case state.subscribers do
       %{^pid => {ref, entries}} ->
         {gone, kept} = Enum.split_with(entries, &match?({^pattern, _}, &1))
+        :ets.match_delete(@subscriptions, {pid, pattern, :_})
 
         index =
           Enum.reduce(gone, state.index, fn {pattern, format}, index ->
@@ -590,6 +614,8 @@ defmodule Jido.Distributed.TreeBroadcast do
   def handle_info({:DOWN, ref, :process, pid, _reason}, state) do
     case state.subscribers do
       %{^pid => {^ref, entries}} ->
+        :ets.delete(@subscriptions, pid)
+
         index =
           Enum.reduce(entries, state.index, fn {_pattern, format}, index ->
             CapabilityIndex.delete_value(index, {pid, format})

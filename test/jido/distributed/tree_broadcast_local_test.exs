@@ -58,6 +58,33 @@ defmodule Jido.Distributed.TreeBroadcastLocalTest do
     assert TreeBroadcast.stats().subscribers == before
   end
 
+  test "subscriptions survive a restart of the broadcast process" do
+    t = type("restart")
+    :ok = TreeBroadcast.subscribe(t)
+    gone = spawn(fn -> :ok end)
+    ref = Process.monitor(gone)
+    assert_receive {:DOWN, ^ref, _, _, _}
+    # A subscription of a process that is already dead is dropped again.
+    :ets.insert(TreeBroadcast.subscriptions_table(), {gone, t, :signal})
+
+    old = Process.whereis(TreeBroadcast)
+    Process.exit(old, :kill)
+
+    new =
+      Enum.find_value(1..200, fn _ ->
+        pid = Process.whereis(TreeBroadcast)
+        (pid != nil and pid != old and pid) || (Process.sleep(10) && nil)
+      end)
+
+    assert is_pid(new)
+    {:ok, %{delivered: 1}} = TreeBroadcast.broadcast(signal(t), nodes: [])
+    assert_receive {:signal, %{type: ^t}}
+    _ = TreeBroadcast.stats()
+    assert :ets.lookup(TreeBroadcast.subscriptions_table(), gone) == []
+    :ok = TreeBroadcast.unsubscribe(t)
+    assert :ets.match_object(TreeBroadcast.subscriptions_table(), {self(), t, :_}) == []
+  end
+
   test "members that are not connected are reported missing; their children adopted" do
     members = fake_nodes(9)
     before = counters()
