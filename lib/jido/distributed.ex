@@ -40,6 +40,8 @@ defmodule Jido.Distributed do
       `node`, whose Directory just sent this node a full copy; `node`.
     * `[:jido, :distributed, :directory, :peer_down]` - `agents` dropped from
       the replica; `node`, `reason` (why its Directory's monitor fired).
+    * `[:jido, :distributed, :broadcast, :start | :stop]` - on the root of a
+      tree broadcast; see `Jido.Distributed.TreeBroadcast`.
   """
 
   alias Jido.Distributed.{Directory, Message, Optimizer}
@@ -222,6 +224,20 @@ defmodule Jido.Distributed do
       {:ok, route}
     end
   end
+
+  @doc """
+  Broadcasts `signal` to the subscribers of every node along a tree, so no
+  node sends more than `:fanout` copies; returns
+  `{:ok, %{delivered: n, missing: nodes}}`. Delegates to
+  `Jido.Distributed.TreeBroadcast.broadcast/2`, which lists the options
+  (`:nodes`, `:fanout`, `:timeout`, `:await`); nodes subscribe with
+  `Jido.Distributed.TreeBroadcast.subscribe/2`.
+  """
+  @spec broadcast(term(), keyword()) ::
+          {:ok, Jido.Distributed.TreeBroadcast.result()}
+          | {:ok, Jido.Distributed.TreeBroadcast.id()}
+          | {:error, Jido.Distributed.Frame.error_reason()}
+  defdelegate broadcast(signal, opts \\ []), to: Jido.Distributed.TreeBroadcast
 
   @doc """
   Flushes whatever is pending for `node` (or for every node) now, without

@@ -16,7 +16,8 @@ defmodule Jido.Distributed.Application do
         Directory.Store,
         %{id: :pg, start: {:pg, :start_link, [Directory.scope()]}},
         Directory,
-        Transport.Receiver
+        Transport.Receiver,
+        Jido.Distributed.TreeBroadcast
       ] ++ if(opts[:relay], do: [{Jido.Distributed.Relay, opts[:relay]}], else: [])
 
     Supervisor.start_link(children, strategy: :rest_for_one, name: Jido.Distributed.Supervisor)

@@ -63,6 +63,38 @@ defmodule Jido.Distributed.Frame do
   end
 
   @doc """
+  Encodes a list of terms into one frame, like `encode/2`, and also returns
+  the distinct atoms they contain (see `atoms/2`; in no particular order),
+  found while encoding rather than by decoding the frame again. Takes the
+  options of `encode/2`.
+
+      iex> {:ok, frame, atoms} = Jido.Distributed.Frame.encode_with_atoms([%{id: "1", type: :created}])
+      iex> {Jido.Distributed.Frame.decode(frame), atoms}
+      {{:ok, [%{id: "1", type: :created}]}, [:id, :type, :created]}
+  """
+  @spec encode_with_atoms([term()], keyword()) ::
+          {:ok, binary(), [atom()]} | {:error, error_reason()}
+  def encode_with_atoms(terms, opts \\ []) when is_list(terms) and is_list(opts) do
+    mode = compression!(opts)
+
+    result =
+      if length(terms) > @dirty_entries,
+        do: Native.frame_encode_atoms_dirty(terms, mode),
+        else: Native.frame_encode_atoms(terms, mode)
+
+    case result do
+      {:ok, {frame, atoms, []}} ->
+        {:ok, frame, atoms}
+
+      {:ok, {frame, atoms, names}} ->
+        {:ok, frame, atoms ++ Enum.map(names, &String.to_existing_atom/1)}
+
+      {:error, _} = error ->
+        error
+    end
+  end
+
+  @doc """
   Encodes a list of binaries, each already in external term format (for
   example from `:erlang.term_to_binary/1`), into one frame.
 
@@ -103,6 +135,34 @@ defmodule Jido.Distributed.Frame do
   end
 
   def decode(other, _opts) when not is_binary(other), do: {:error, :bad_magic}
+
+  @doc """
+  The distinct atoms in a frame's entries, in order of first appearance.
+
+  A node that receives a frame over distribution can only decode (safely)
+  the atoms it already has. Sending this list in the same message as the
+  frame makes the receiving node's distribution layer create them first,
+  exactly as a plain `send/2` of the terms would. Meant for frames encoded
+  on this node: an atom this node does not have raises `ArgumentError`.
+  Takes the `:max_decoded_size` option of `decode/2`.
+
+      iex> {:ok, frame} = Jido.Distributed.Frame.encode([%{id: "1", type: "a.b"}, :hello])
+      iex> Jido.Distributed.Frame.atoms(frame)
+      {:ok, [:id, :type, :hello]}
+  """
+  @spec atoms(binary(), keyword()) :: {:ok, [atom()]} | {:error, error_reason()}
+  def atoms(frame, opts \\ []) when is_binary(frame) and is_list(opts) do
+    max = Keyword.get_lazy(opts, :max_decoded_size, &default_max_decoded/0)
+
+    names =
+      if byte_size(frame) > @dirty_bytes,
+        do: Native.frame_atoms_dirty(frame, max),
+        else: Native.frame_atoms(frame, max)
+
+    with {:ok, names} <- names do
+      {:ok, Enum.map(names, &String.to_existing_atom/1)}
+    end
+  end
 
   @doc """
   Reads a frame's header without decoding its payload.

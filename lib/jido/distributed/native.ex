@@ -18,6 +18,10 @@ defmodule Jido.Distributed.Native do
   def frame_decode(_bin, _max), do: :erlang.nif_error(:nif_not_loaded)
   def frame_decode_dirty(_bin, _max), do: :erlang.nif_error(:nif_not_loaded)
   def frame_header(_bin), do: :erlang.nif_error(:nif_not_loaded)
+  def frame_encode_atoms(_terms, _mode), do: :erlang.nif_error(:nif_not_loaded)
+  def frame_encode_atoms_dirty(_terms, _mode), do: :erlang.nif_error(:nif_not_loaded)
+  def frame_atoms(_bin, _max), do: :erlang.nif_error(:nif_not_loaded)
+  def frame_atoms_dirty(_bin, _max), do: :erlang.nif_error(:nif_not_loaded)
 
   def buffer_new(_max_entries, _max_bytes, _overflow), do: :erlang.nif_error(:nif_not_loaded)
   def buffer_push(_buffer, _entries), do: :erlang.nif_error(:nif_not_loaded)

@@ -135,6 +135,44 @@ defmodule Jido.Distributed.Options do
       ],
       doc: "Agent directory replication (see `Jido.Distributed.Directory`)."
     ],
+    broadcast: [
+      type: :keyword_list,
+      default: [],
+      keys: [
+        fanout: [
+          type: :pos_integer,
+          default: 4,
+          doc: "Most copies of a broadcast any node sends (its children in the tree)."
+        ],
+        timeout_ms: [
+          type: :pos_integer,
+          default: 5_000,
+          doc:
+            "How long a broadcast may take; nodes not confirmed by then are reported " <>
+              "missing. The default of the `:timeout` option of `broadcast/2`."
+        ],
+        ack_timeout_ms: [
+          type: :pos_integer,
+          default: 1_000,
+          doc:
+            "How long a node waits for a child to confirm receipt before treating it as " <>
+              "unreachable and sending to the child's children itself."
+        ],
+        dedup_size: [
+          type: :pos_integer,
+          default: 10_000,
+          doc:
+            "Most broadcast ids each node remembers, to drop duplicates and to answer " <>
+              "`await/2`."
+        ],
+        dedup_ttl_ms: [
+          type: :pos_integer,
+          default: 60_000,
+          doc: "How long each node remembers a broadcast id."
+        ]
+      ],
+      doc: "Tree broadcast settings (`Jido.Distributed.TreeBroadcast`)."
+    ],
     relay: [
       type: :keyword_list,
       default: nil,

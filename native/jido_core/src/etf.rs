@@ -215,6 +215,40 @@ pub fn distinct_atoms<T: AsRef<[u8]>>(terms: &[T]) -> Result<Vec<String>, EtfErr
     Ok(out)
 }
 
+/// One atom's text as it appears in a term: the bytes and whether they are
+/// latin-1 (the old atom tags) rather than UTF-8.
+pub type AtomText<'a> = (&'a [u8], bool);
+
+/// The distinct atom texts of all `terms`, in order of first appearance,
+/// borrowed from the terms: no copy per atom, for hot paths. Texts are
+/// compared as bytes, so an atom written once as latin-1 and once as UTF-8
+/// (non-ASCII) is listed twice.
+pub fn distinct_atom_texts<'a, T: AsRef<[u8]>>(
+    terms: &'a [T],
+) -> Result<Vec<AtomText<'a>>, EtfError> {
+    let mut out: Vec<AtomText<'a>> = Vec::new();
+    // Few distinct atoms is the common case: a linear scan beats hashing
+    // until the list grows.
+    let mut seen: HashSet<&'a [u8], BuildHasherDefault<Fnv1a>> = HashSet::default();
+    for term in terms {
+        check_with(term.as_ref(), 1, Limits::UNBOUNDED, |atom| {
+            let known = if out.len() < 32 {
+                out.iter().any(|&(t, _)| t == atom.text)
+            } else {
+                if seen.is_empty() {
+                    seen.extend(out.iter().map(|&(t, _)| t));
+                }
+                !seen.insert(atom.text)
+            };
+            if !known {
+                out.push((atom.text, atom.latin1));
+            }
+            Ok(())
+        })?;
+    }
+    Ok(out)
+}
+
 /// FNV-1a: fast for the short keys (atom texts) it is used on here.
 struct Fnv1a(u64);
 
@@ -640,6 +674,46 @@ mod tests {
 
     // Bytes produced by OTP 25's term_to_binary, written out by hand.
     #[test]
+    fn atom_texts_are_distinct_and_borrowed() {
+        // [:a, :b, :a] twice, then :c: term_to_binary output.
+        let list = [
+            131u8, 108, 0, 0, 0, 3, 119, 1, b'a', 119, 1, b'b', 119, 1, b'a', 106,
+        ];
+        let c = [131u8, 119, 1, b'c'];
+        let terms: Vec<&[u8]> = vec![&list, &list, &c];
+        let texts = distinct_atom_texts(&terms).unwrap();
+        assert_eq!(
+            texts,
+            vec![(&b"a"[..], false), (&b"b"[..], false), (&b"c"[..], false)]
+        );
+        assert!(matches!(
+            distinct_atom_texts(&[&[1u8][..]]),
+            Err(EtfError::BadVersion { .. })
+        ));
+    }
+
+    #[test]
+    fn atom_texts_past_the_linear_scan_stay_distinct() {
+        // A list of 100 atoms, each twice: a0..a49, a0..a49.
+        let mut bytes = vec![131u8, 108, 0, 0, 0, 100];
+        for _round in 0..2 {
+            for i in 0..50 {
+                let name = format!("a{i}");
+                bytes.push(119);
+                bytes.push(name.len() as u8);
+                bytes.extend_from_slice(name.as_bytes());
+            }
+        }
+        bytes.push(106);
+        let terms = [&bytes];
+        let texts = distinct_atom_texts(&terms).unwrap();
+        assert_eq!(texts.len(), 50);
+        assert_eq!(texts[49].0, b"a49");
+        let strings = distinct_atoms(&[&bytes]).unwrap();
+        assert_eq!(strings.len(), 50);
+    }
+
+    #[test]
     fn lists_atoms_of_small_terms() {
         // :hello
         assert_eq!(
@@ -846,6 +920,7 @@ mod tests {
             }
             let _ = one(&bytes);
             let _ = check(&bytes, 2, Limits::default());
+            let _ = distinct_atom_texts(&[&bytes]);
         }
     }
 }

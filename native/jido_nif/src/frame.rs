@@ -2,8 +2,9 @@
 //! the Elixir side picks by size.
 
 use crate::atoms;
+use jido_core::etf;
 use jido_core::frame::{self, Compression, DecodeLimits};
-use rustler::{Atom, Binary, Env, ListIterator, NewBinary, Term};
+use rustler::{Atom, Binary, Encoder, Env, ListIterator, NewBinary, Term};
 
 fn compression(mode: Atom) -> Compression {
     if mode == atoms::none() {
@@ -116,4 +117,76 @@ fn frame_decode_dirty<'a>(
 #[rustler::nif]
 fn frame_header(bin: Binary) -> Result<(u32, u32, u32, bool), Atom> {
     header_info(bin)
+}
+
+/// The distinct atom names in a frame's entries, in order of first
+/// appearance. Names, not atoms: the frame may come from elsewhere, and
+/// creating atoms from untrusted bytes could fill the atom table.
+/// Encodes `terms` into a frame and lists the distinct atoms they contain,
+/// walking the entries before compression. The terms are this node's, so
+/// their atoms exist here: each is looked up (never created). Returns
+/// `{frame, atoms, names}`: `names` holds, as binaries, the names this NIF
+/// version cannot look up (UTF-8 beyond Latin-1), for the caller to convert.
+fn encode_atoms<'a>(env: Env<'a>, terms: ListIterator<'a>, mode: Atom) -> Result<Term<'a>, Atom> {
+    let encoded: Vec<_> = terms.map(Term::to_binary).collect();
+    let slices: Vec<&[u8]> = encoded.iter().map(|b| b.as_slice()).collect();
+    let bytes = frame::encode(&slices, compression(mode)).map_err(atoms::frame_error)?;
+    let texts = etf::distinct_atom_texts(&slices).map_err(|_| atoms::bad_term())?;
+    let mut out = NewBinary::new(env, bytes.len());
+    out.as_mut_slice().copy_from_slice(&bytes);
+    let frame: Binary = out.into();
+    // Atoms found here; names this NIF version cannot look up go apart.
+    let mut found: Vec<Atom> = Vec::with_capacity(texts.len());
+    let mut names: Vec<Term> = Vec::new();
+    for &(text, latin1) in &texts {
+        let atom = if latin1 || text.is_ascii() {
+            Atom::existing_from_bytes(env, text)
+        } else {
+            Atom::existing_from_utf8_bytes(env, text)
+        };
+        match atom {
+            Ok(atom) => found.push(atom),
+            Err(_) => {
+                let mut name = NewBinary::new(env, text.len());
+                name.as_mut_slice().copy_from_slice(text);
+                names.push(Binary::from(name).to_term(env));
+            }
+        }
+    }
+    Ok((frame, found, names).encode(env))
+}
+
+#[rustler::nif]
+fn frame_encode_atoms<'a>(
+    env: Env<'a>,
+    terms: ListIterator<'a>,
+    mode: Atom,
+) -> Result<Term<'a>, Atom> {
+    encode_atoms(env, terms, mode)
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn frame_encode_atoms_dirty<'a>(
+    env: Env<'a>,
+    terms: ListIterator<'a>,
+    mode: Atom,
+) -> Result<Term<'a>, Atom> {
+    encode_atoms(env, terms, mode)
+}
+
+fn atom_names(bin: Binary, max_decoded: usize) -> Result<Vec<String>, Atom> {
+    let decoded =
+        frame::decode(bin.as_slice(), DecodeLimits { max_decoded }).map_err(atoms::frame_error)?;
+    let entries: Vec<&[u8]> = decoded.entries().collect();
+    etf::distinct_atoms(&entries).map_err(|_| atoms::bad_term())
+}
+
+#[rustler::nif]
+fn frame_atoms(bin: Binary, max_decoded: usize) -> Result<Vec<String>, Atom> {
+    atom_names(bin, max_decoded)
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn frame_atoms_dirty(bin: Binary, max_decoded: usize) -> Result<Vec<String>, Atom> {
+    atom_names(bin, max_decoded)
 }

@@ -113,4 +113,21 @@ defmodule Jido.Distributed.FrameTest do
     bin = :binary.list_to_bin(bytes)
     if truncate?, do: binary_part(bin, 0, :rand.uniform(byte_size(bin))), else: bin
   end
+
+  describe "atoms" do
+    test "encode_with_atoms and atoms list the same atoms, Unicode names included" do
+      term = %{:日本 => :ok, :plain => [:ünï, {:x, "y"}], "s" => self()}
+      {:ok, frame, atoms} = Frame.encode_with_atoms([term, :extra])
+      assert {:ok, listed} = Frame.atoms(frame)
+      assert Enum.sort(listed) == Enum.sort(atoms)
+      assert Frame.decode(frame) == {:ok, [term, :extra]}
+
+      assert Enum.sort(atoms) ==
+               Enum.sort([:日本, :ok, :plain, :ünï, :x, :extra, node()])
+    end
+
+    test "atoms of a broken frame is an error" do
+      assert Frame.atoms("nope") == {:error, :bad_magic}
+    end
+  end
 end

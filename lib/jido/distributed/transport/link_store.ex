@@ -2,7 +2,8 @@ defmodule Jido.Distributed.Transport.LinkStore do
   @moduledoc """
   Owns the state that must outlive Link and Receiver processes: each remote
   node's buffer, epoch, wake-up flag and counters, the Receiver's per-origin
-  sessions, and the cache of node locations. All are ETS tables, readable by
+  sessions, the cache of node locations, and the broadcast subscriptions
+  (so a restarted `Jido.Distributed.TreeBroadcast` keeps them). All are ETS tables, readable by
   callers without a message.
 
   It also watches node up/down events and forwards them to the Link of that
@@ -92,6 +93,7 @@ defmodule Jido.Distributed.Transport.LinkStore do
     :ets.new(@links, [:named_table, :public, :set, read_concurrency: true])
     :ets.new(@sessions, [:named_table, :public, :set])
     :ets.new(Location.table(), [:named_table, :public, :set, read_concurrency: true])
+    :ets.new(Jido.Distributed.TreeBroadcast.subscriptions_table(), [:named_table, :public, :bag])
     :ok = :net_kernel.monitor_nodes(true, node_type: :all)
     {:ok, %{}}
   end

@@ -1,0 +1,990 @@
+defmodule Jido.Distributed.TreeBroadcast do
+  @moduledoc """
+  Broadcasts a signal to every node along a tree, so no node sends more
+  than `:fanout` copies, and reports which nodes got it.
+
+  One process per node, registered under this module's name, holds the
+  node's local subscribers (by signal type pattern, see
+  `Jido.Distributed.Pattern`) and relays broadcasts.
+
+      :ok = Jido.Distributed.TreeBroadcast.subscribe("order.**")
+      {:ok, %{delivered: 3, missing: []}} =
+        Jido.Distributed.TreeBroadcast.broadcast(%{id: "1", type: "order.placed"})
+      # every subscriber of a matching pattern, on every node, gets
+      # {:signal, %{id: "1", type: "order.placed"}} once
+
+  ## How a broadcast travels
+
+  The root (the calling node) plans a tree over the members with
+  `Jido.Distributed.TreePlanner` (location labels from
+  `Jido.Distributed.Location`; members that are not connected are planned
+  as unhealthy, so they become leaves when possible), encodes the signal
+  once into a `Jido.Distributed.Frame`, and sends each child
+
+      {:jido_bcast, id, parent, frame, atoms, {child, grandchildren}, budget_ms}
+
+  the same frame bytes every time, with the list of atoms the frame
+  contains (so the child's distribution layer creates them before the safe
+  decode) and the child's own subtree. A node decodes the frame once,
+  forwards the same bytes to its children with their subtrees (no
+  re-encoding) and delivers to its local subscribers. A leaf then reports
+  at once; an interior node confirms receipt to its parent (`{:got, id}`)
+  only if its subtree has not reported within a short while (half a sweep
+  interval to a sweep and a half, below), so in the usual case a parent
+  gets one ack per child and broadcast.
+
+  ## Completion
+
+  Each node reports to its parent once its whole subtree is accounted for:
+  `{:done, id, delivered, missing}`, the number of nodes that delivered and
+  the nodes that could not be confirmed. Reports are summed on the way up,
+  so the root learns the totals from its own children only. A node must
+  report within the `budget_ms` its parent gave it; it gives its own
+  children a little less (a tenth, for the hop back), and when its deadline
+  passes, every node of a subtree that has not reported is counted missing.
+
+  Receipts and reports travel to a parent in batches,
+  `{:jido_bcast_acks, node, [ack]}`: a node sends what it has as soon as it
+  has nothing else to do (so an idle node adds no delay), and otherwise
+  every 64 acks or 5 ms. Under a stream of broadcasts a root thus gets a
+  few ack messages per child, not two per broadcast. Deadlines and receipt
+  timeouts are checked by a periodic sweep (a quarter of the ack timeout,
+  10 to 250 ms apart) while broadcasts are in flight, not by a timer per
+  broadcast.
+
+  ## Failures and adoption
+
+  A child is given up when it is not connected (the send returns
+  `:noconnect`), when its node goes down (`:nodedown`), or when it does not
+  confirm receipt within the `:ack_timeout_ms` setting. Its parent then
+  sends the frame to the child's children itself, each with its own subtree
+  (the repair of `Jido.Distributed.TreePlanner.adopt/2`, done one hop at a
+  time), so every live node still receives. The given-up child is counted
+  missing (or delivered, if it had confirmed receipt). A report that
+  arrives later from a slow child counts the child alone, since its
+  subtree now reports through the parent. See
+  `Jido.Distributed.TreeBroadcast.Session`.
+
+  ## Duplicates
+
+  After adoption a node may get the same broadcast twice. Each node
+  remembers recent broadcast ids with their outcome (`:dedup_size`,
+  `:dedup_ttl_ms`; see `Jido.Distributed.TreeBroadcast.Recent`): a repeat is
+  not delivered again, and its sender still gets a report (at once if the
+  subtree is done, when it is done otherwise), so it can finish too.
+
+  ## Limits
+
+    * Members that are connected but do not run this library (a remote
+      console, a monitoring node) cannot confirm receipt: each broadcast to
+      them waits `:ack_timeout_ms` and reports them missing. Pass `:nodes`
+      to leave them out.
+    * Broadcasts started with `await: false` are not flow-controlled: a
+      caller that starts them faster than the tree delivers builds queues
+      on the way, and a child whose queue holds a broadcast longer than
+      `:ack_timeout_ms` is given up (its subtree adopted, itself reported
+      missing unless its report still arrives in time). Await now and then
+      (`await/2`) to bound what is in flight.
+    * The root's CPU per broadcast is about constant (encode once, send
+      `:fanout` copies, take its children's reports), while a root that
+      sends to every member itself pays per member: below about 20 members
+      the direct sends cost the root less CPU; above, the tree root spends
+      less, more so the more members (`bench/broadcast.exs`).
+
+  ## Settings
+
+  Under `config :jido_distributed, broadcast: [...]`: `:fanout`,
+  `:timeout_ms`, `:ack_timeout_ms`, `:dedup_size`, `:dedup_ttl_ms` (see
+  `Jido.Distributed`).
+
+  ## Telemetry
+
+    * `[:jido, :distributed, :broadcast, :start]` - on the root; measurements
+      `system_time`, `nodes`; metadata `id`, `fanout`, `depth`.
+    * `[:jido, :distributed, :broadcast, :stop]` - on the root when the
+      broadcast completed; measurements `duration` (native units),
+      `delivered`, `missing`; metadata `id`, `missing` (the nodes).
+  """
+  use GenServer
+
+  import Bitwise, only: [<<<: 2]
+
+  require Logger
+
+  alias Jido.Distributed.{CapabilityIndex, Frame, Location, Message, Options, Pattern}
+  alias Jido.Distributed.{Telemetry, TreePlanner}
+  alias Jido.Distributed.TreeBroadcast.{Recent, Session}
+
+  @plans :jido_distributed_broadcast_plans
+  @subscriptions :jido_distributed_broadcast_subscriptions
+  @counter_names [
+    :started,
+    :received,
+    :duplicates,
+    :delivered,
+    :forwarded,
+    :adopted,
+    :failed_children,
+    :acks_sent,
+    :ack_messages,
+    :malformed
+  ]
+  # Acks to one parent are sent together: when idle, or at this many, or
+  # when the oldest is this old.
+  @max_acks 64
+  @ack_linger_ms 5
+  @max_routes 1_024
+  # Extra time a caller of an awaited broadcast gives the server beyond
+  # the broadcast timeout, which already bounds the reply.
+  @call_slack_ms 5_000
+
+  @typedoc "A broadcast id: the root node, its instance, a counter."
+  @type id :: {node(), non_neg_integer(), pos_integer()}
+
+  @typedoc """
+  The outcome of a broadcast: how many nodes delivered it to their
+  subscribers (the root included), and the members that could not be
+  confirmed, sorted.
+  """
+  @type result :: %{delivered: non_neg_integer(), missing: [node()]}
+
+  @doc false
+  def child_spec(opts),
+    do: %{id: __MODULE__, start: {__MODULE__, :start_link, [opts]}, type: :worker}
+
+  @doc "Starts the node's broadcast process, registered under the module name."
+  @spec start_link(keyword()) :: GenServer.on_start()
+  def start_link(opts \\ []), do: GenServer.start_link(__MODULE__, opts, name: __MODULE__)
+
+  @doc """
+  Broadcasts `signal` (a map or struct with `:id` and `:type`) to the
+  subscribers of every member node, this node being the root.
+
+  ## Options
+
+    * `:nodes` - the member nodes; this node is always one. Defaults to
+      this node and every connected node.
+    * `:fanout` - most copies any node sends, a positive integer. Defaults
+      to the `:fanout` setting (4).
+    * `:timeout` - milliseconds the broadcast may take; members not
+      confirmed by then are reported missing. Defaults to the `:timeout_ms`
+      setting (5000).
+    * `:await` - when `true` (default), returns `{:ok, result}` once every
+      member is accounted for; when `false`, returns `{:ok, id}` at once, to
+      be passed to `await/2`.
+    * `:tree` - a tree to broadcast along instead of planning one, such as
+      one returned by `Jido.Distributed.TreePlanner.plan/3`, rooted at this
+      node; its nodes are the members and `:nodes` and `:fanout` are
+      ignored.
+
+  Returns `{:error, reason}` if the signal cannot be framed (for example
+  `:too_large` beyond the `:max_frame_size` setting).
+
+      iex> {:ok, %{delivered: 1, missing: []}} =
+      ...>   Jido.Distributed.TreeBroadcast.broadcast(%{id: "1", type: "demo"}, nodes: [])
+      iex> {:ok, id} = Jido.Distributed.TreeBroadcast.broadcast(%{id: "2", type: "demo"}, nodes: [], await: false)
+      iex> Jido.Distributed.TreeBroadcast.await(id)
+      {:ok, %{delivered: 1, missing: []}}
+  """
+  @spec broadcast(term(), keyword()) ::
+          {:ok, result()} | {:ok, id()} | {:error, Frame.error_reason()}
+  def broadcast(signal, opts \\ []) when is_list(opts) do
+    signal!(signal)
+    {fanout, timeout} = defaults()
+
+    opts =
+      parse_opts(opts, %{nodes: nil, fanout: fanout, timeout: timeout, await: true, tree: nil})
+
+    planned = if opts.tree, do: {:ok, opts.tree}, else: plan(opts.nodes, opts.fanout)
+
+    with {:ok, tree} <- planned,
+         {:ok, frame, atoms} <- Frame.encode_with_atoms([signal]) do
+      id = {node(), :persistent_term.get({__MODULE__, :instance}, 0), next_counter()}
+      start = {:start, id, signal, frame, atoms, tree, opts.timeout, opts.fanout}
+
+      if opts.await do
+        GenServer.call(__MODULE__, start, opts.timeout + @call_slack_ms)
+      else
+        GenServer.cast(__MODULE__, start)
+        {:ok, id}
+      end
+    end
+  end
+
+  @doc """
+  Waits for the broadcast `id`, started on this node with `await: false`,
+  and returns its result. Returns `{:error, :unknown_broadcast}` for an id
+  this node did not start or no longer remembers (see the `:dedup_size` and
+  `:dedup_ttl_ms` settings). Exits if nothing comes within `timeout`.
+  """
+  @spec await(id(), timeout()) :: {:ok, result()} | {:error, :unknown_broadcast}
+  def await(id, timeout \\ :infinity)
+
+  def await({root, _, _} = id, timeout) when root == node(),
+    do: GenServer.call(__MODULE__, {:await, id}, timeout)
+
+  def await(_id, _timeout), do: {:error, :unknown_broadcast}
+
+  @doc """
+  Subscribes a local process to broadcast signals whose type matches
+  `pattern` (see `Jido.Distributed.Pattern`). Subscribing the same process
+  to the same pattern twice is the same as once; a process whose patterns
+  overlap gets each signal once. A subscriber that exits is removed.
+
+  ## Options
+
+    * `:pid` - the subscriber, a local pid; defaults to the caller.
+    * `:message_format` - what it receives; see `Jido.Distributed.Message`.
+      Defaults to `:signal`, so it receives `{:signal, signal}`.
+
+  Returns `{:error, reason}` for an invalid pattern.
+
+      iex> Jido.Distributed.TreeBroadcast.subscribe("demo.*")
+      :ok
+      iex> Jido.Distributed.TreeBroadcast.subscribe("demo..x")
+      {:error, :empty_segment}
+  """
+  @spec subscribe(String.t(), keyword()) :: :ok | {:error, Pattern.error_reason()}
+  def subscribe(pattern, opts \\ []) when is_list(opts) do
+    opts = Keyword.validate!(opts, pid: self(), message_format: :signal)
+    pid = pid!(opts[:pid])
+    format = opts[:message_format]
+
+    unless Message.valid?(format) do
+      raise ArgumentError,
+            "the :message_format option must be :signal, :raw, {:tag, atom} or a 1-arity function, got: #{inspect(format)}"
+    end
+
+    with {:ok, compiled} <- Pattern.compile(pattern) do
+      GenServer.call(__MODULE__, {:subscribe, pid, compiled.source, format})
+    end
+  end
+
+  @doc """
+  Removes the subscriptions of a local process (the caller, or the `:pid`
+  option) to `pattern`, whatever their message formats. Returns `:ok`, also
+  when there was none.
+
+      iex> :ok = Jido.Distributed.TreeBroadcast.subscribe("demo.*")
+      iex> Jido.Distributed.TreeBroadcast.unsubscribe("demo.*")
+      :ok
+  """
+  @spec unsubscribe(String.t(), keyword()) :: :ok
+  def unsubscribe(pattern, opts \\ []) when is_binary(pattern) and is_list(opts) do
+    opts = Keyword.validate!(opts, pid: self())
+    GenServer.call(__MODULE__, {:unsubscribe, pid!(opts[:pid]), pattern})
+  end
+
+  @doc """
+  This node's broadcast counters and state:
+
+    * `counters` - `started` (broadcasts rooted here), `received` (frames
+      from parents, repeats included), `duplicates`, `delivered` (messages
+      to local subscribers), `forwarded` (frames sent to children, adoptions
+      included), `adopted` (subtrees taken over from failed children),
+      `failed_children`, `acks_sent` (receipts and reports),
+      `ack_messages` (the batches they went in), `malformed`;
+    * `sends` - frames sent per destination node;
+    * `sessions` - broadcasts in flight here; `subscribers` - subscribed
+      processes; `remembered` - broadcast ids remembered.
+  """
+  @spec stats() :: %{
+          counters: %{atom() => non_neg_integer()},
+          sends: %{node() => non_neg_integer()},
+          sessions: non_neg_integer(),
+          subscribers: non_neg_integer(),
+          remembered: non_neg_integer()
+        }
+  def stats, do: GenServer.call(__MODULE__, :stats)
+
+  # --- planning (in the caller) -------------------------------------------------
+
+  @doc false
+  # The members with their labels and health, as the planner takes them.
+  # Labels of connected nodes come from `Location` (cached); a member that
+  # is not connected is planned unhealthy, without labels (asking it would
+  # try to connect).
+  @spec located_members([node()]) :: [TreePlanner.member()]
+  def located_members(members) do
+    connected = MapSet.new(Node.list())
+
+    Enum.map(members, fn node ->
+      cond do
+        node == node() -> {node, labels(Location.local())}
+        MapSet.member?(connected, node) -> {node, labels(Location.of(node))}
+        true -> {node, healthy: false}
+      end
+    end)
+  end
+
+  defp labels(%{region: region, zone: zone}), do: [region: region, zone: zone]
+
+  # The last plan is kept, keyed by the `:nodes` option and the fanout. The
+  # plan depends only on the members, their labels and health, which change
+  # only when nodes connect or disconnect: then the server drops it.
+  defp plan(nodes, fanout) do
+    key = {fanout, nodes}
+
+    case :ets.lookup(@plans, :last) do
+      [{:last, ^key, tree}] ->
+        {:ok, tree}
+
+      _ ->
+        if nodes && not Enum.all?(nodes, &is_atom/1),
+          do: bad!(:nodes, "a list of node names", nodes)
+
+        members = Enum.uniq([node() | nodes || Node.list()])
+
+        with {:ok, tree} <- TreePlanner.plan(located_members(members), node(), fanout: fanout) do
+          :ets.insert(@plans, {:last, key, tree})
+          {:ok, tree}
+        end
+    end
+  end
+
+  defp next_counter, do: :erlang.unique_integer([:positive, :monotonic])
+
+  defp signal!(%{id: _, type: _}), do: :ok
+
+  defp signal!(other) do
+    raise ArgumentError,
+          "expected a signal (a map or struct with :id and :type), got: #{inspect(other)}"
+  end
+
+  # One pass over the options (this is on every broadcast's path). Node
+  # names are checked when a plan is made for them.
+  defp parse_opts([], acc), do: acc
+
+  defp parse_opts([{:nodes, nodes} | rest], acc) when is_list(nodes),
+    do: parse_opts(rest, %{acc | nodes: nodes})
+
+  defp parse_opts([{:fanout, fanout} | rest], acc) when is_integer(fanout) and fanout > 0,
+    do: parse_opts(rest, %{acc | fanout: fanout})
+
+  defp parse_opts([{:timeout, timeout} | rest], acc) when is_integer(timeout) and timeout > 0,
+    do: parse_opts(rest, %{acc | timeout: timeout})
+
+  defp parse_opts([{:await, await} | rest], acc) when is_boolean(await),
+    do: parse_opts(rest, %{acc | await: await})
+
+  defp parse_opts([{:tree, {root, children} = tree} | rest], acc)
+       when root == node() and is_list(children),
+       do: parse_opts(rest, %{acc | tree: tree})
+
+  defp parse_opts([{key, value} | _], _acc)
+       when key in [:nodes, :fanout, :timeout, :await, :tree] do
+    what =
+      case key do
+        :nodes -> "a list of node names"
+        :await -> "a boolean"
+        :tree -> "a tree rooted at this node, {node(), subtrees}"
+        _ -> "a positive integer"
+      end
+
+    bad!(key, what, value)
+  end
+
+  defp parse_opts([{key, _} | _], _acc) do
+    raise ArgumentError,
+          "unknown option #{inspect(key)}, known: [:nodes, :fanout, :timeout, :await, :tree]"
+  end
+
+  defp parse_opts(other, _acc),
+    do: raise(ArgumentError, "expected options as a keyword list, got: #{inspect(other)}")
+
+  defp defaults do
+    case :persistent_term.get({__MODULE__, :defaults}, nil) do
+      nil ->
+        settings = Options.get(:broadcast)
+        {settings[:fanout], settings[:timeout_ms]}
+
+      defaults ->
+        defaults
+    end
+  end
+
+  defp bad!(key, what, value),
+    do: raise(ArgumentError, "the #{inspect(key)} option must be #{what}, got: #{inspect(value)}")
+
+  defp pid!(pid) when is_pid(pid) and node(pid) == node(), do: pid
+  defp pid!(other), do: bad!(:pid, "a local pid", other)
+
+  @doc false
+  # Subscriptions, `{pid, pattern, format}`, in a table owned by
+  # `Jido.Distributed.Transport.LinkStore`, so they outlive this process.
+  @spec subscriptions_table() :: atom()
+  def subscriptions_table, do: @subscriptions
+
+  # --- server ---------------------------------------------------------------------
+
+  @impl true
+  def init(_opts) do
+    settings = Options.get(:broadcast)
+    :ok = :net_kernel.monitor_nodes(true)
+
+    # Started on its own (without the application's LinkStore), it keeps
+    # the table itself.
+    if :ets.whereis(@subscriptions) == :undefined,
+      do: :ets.new(@subscriptions, [:named_table, :public, :bag])
+
+    subscriptions = :ets.tab2list(@subscriptions)
+
+    if :ets.whereis(@plans) == :undefined,
+      do: :ets.new(@plans, [:named_table, :public, :set, read_concurrency: true]),
+      else: :ets.delete_all_objects(@plans)
+
+    :persistent_term.put({__MODULE__, :instance}, :rand.uniform(1 <<< 47))
+    :persistent_term.put({__MODULE__, :defaults}, {settings[:fanout], settings[:timeout_ms]})
+    schedule_prune(settings[:dedup_ttl_ms])
+
+    {:ok,
+     %{
+       counters: :counters.new(length(@counter_names), []),
+       # Subscriptions from before a restart; a pid that died meanwhile is
+       # removed when its monitor fires.
+       index:
+         CapabilityIndex.new(
+           for {pid, pattern, format} <- subscriptions, do: {pattern, {pid, format}}
+         ),
+       # pid => {monitor ref, MapSet of {pattern, format}}
+       subscribers:
+         subscriptions
+         |> Enum.group_by(&elem(&1, 0), &{elem(&1, 1), elem(&1, 2)})
+         |> Map.new(fn {pid, entries} -> {pid, {Process.monitor(pid), MapSet.new(entries)}} end),
+       sessions: %{},
+       recent: Recent.new(settings[:dedup_size], settings[:dedup_ttl_ms]),
+       sends: %{},
+       # signal type => local subscribers, dropped when subscriptions change
+       routes: %{},
+       # parent => {count, acks newest first}; `acks_since` is when the
+       # oldest was queued
+       outbox: %{},
+       acks_since: nil,
+       sweep: nil,
+       sweep_ms: settings[:ack_timeout_ms] |> div(4) |> max(10) |> min(250),
+       ack_timeout_ms: settings[:ack_timeout_ms],
+       ttl_ms: settings[:dedup_ttl_ms],
+       max_frame_size: Options.get(:max_frame_size)
+     }}
+  end
+
+  @impl true
+  def handle_call({:start, id, signal, frame, atoms, tree, timeout, fanout}, from, state) do
+    noreply(start(state, id, signal, frame, atoms, tree, timeout, fanout, from))
+  end
+
+  def handle_call({:await, id}, from, state) do
+    case state.sessions do
+      %{^id => session} ->
+        session = Session.add_parent(session, {:caller, from})
+        noreply(%{state | sessions: Map.put(state.sessions, id, session)})
+
+      _ ->
+        case Recent.get(state.recent, id) do
+          {:done, delivered, missing} -> reply({:ok, result(delivered, missing)}, state)
+          nil -> reply({:error, :unknown_broadcast}, state)
+        end
+    end
+  end
+
+  def handle_call({:subscribe, pid, pattern, format}, _from, state) do
+    {ref, entries} =
+      case state.subscribers do
+        %{^pid => existing} -> existing
+        _ -> {Process.monitor(pid), MapSet.new()}
+      end
+
+    :ets.insert(@subscriptions, {pid, pattern, format})
+
+    state = %{
+      state
+      | index: CapabilityIndex.put(state.index, pattern, {pid, format}),
+        routes: %{},
+        subscribers:
+          Map.put(state.subscribers, pid, {ref, MapSet.put(entries, {pattern, format})})
+    }
+
+    reply(:ok, state)
+  end
+
+  def handle_call({:unsubscribe, pid, pattern}, _from, state) do
+    case state.subscribers do
+      %{^pid => {ref, entries}} ->
+        {gone, kept} = Enum.split_with(entries, &match?({^pattern, _}, &1))
+        :ets.match_delete(@subscriptions, {pid, pattern, :_})
+
+        index =
+          Enum.reduce(gone, state.index, fn {pattern, format}, index ->
+            CapabilityIndex.delete(index, pattern, {pid, format})
+          end)
+
+        subscribers =
+          if kept == [] do
+            Process.demonitor(ref, [:flush])
+            Map.delete(state.subscribers, pid)
+          else
+            Map.put(state.subscribers, pid, {ref, MapSet.new(kept)})
+          end
+
+        reply(:ok, %{state | index: index, routes: %{}, subscribers: subscribers})
+
+      _ ->
+        reply(:ok, state)
+    end
+  end
+
+  def handle_call(:stats, _from, state) do
+    counters =
+      @counter_names
+      |> Enum.with_index(1)
+      |> Map.new(fn {name, i} -> {name, :counters.get(state.counters, i)} end)
+
+    reply(
+      %{
+        counters: counters,
+        sends: state.sends,
+        sessions: map_size(state.sessions),
+        subscribers: map_size(state.subscribers),
+        remembered: Recent.size(state.recent)
+      },
+      state
+    )
+  end
+
+  @impl true
+  def handle_cast({:start, id, signal, frame, atoms, tree, timeout, fanout}, state) do
+    noreply(start(state, id, signal, frame, atoms, tree, timeout, fanout, nil))
+  end
+
+  @impl true
+  def handle_info({:jido_bcast, id, parent, frame, atoms, {me, children}, budget}, state)
+      when me == node() and is_atom(parent) and is_binary(frame) and is_list(atoms) and
+             is_list(children) and is_integer(budget) do
+    count(state, :received)
+
+    cond do
+      Map.has_key?(state.sessions, id) ->
+        count(state, :duplicates)
+        session = Session.add_parent(state.sessions[id], parent)
+        state = %{state | sessions: Map.put(state.sessions, id, session)}
+
+        # An owed receipt goes to every parent at once, this one included.
+        if session.data[:receipt_due],
+          do: noreply(state),
+          else: noreply(ack(state, parent, {:got, id}))
+
+      match?({:done, _, _}, Recent.get(state.recent, id)) ->
+        count(state, :duplicates)
+        {:done, delivered, missing} = Recent.get(state.recent, id)
+        noreply(ack(state, parent, {:done, id, delivered, missing}))
+
+      true ->
+        noreply(relay(state, id, parent, frame, atoms, children, budget))
+    end
+  end
+
+  def handle_info({:jido_bcast_acks, child, acks}, state) when is_atom(child) and is_list(acks) do
+    noreply(Enum.reduce(acks, state, &handle_ack(&1, child, &2)))
+  end
+
+  def handle_info(:timeout, state), do: noreply(flush_acks(state))
+
+  def handle_info(:sweep, state), do: noreply(sweep(%{state | sweep: nil}))
+
+  def handle_info({:nodedown, node}, state) do
+    :ets.delete_all_objects(@plans)
+
+    state.sessions
+    |> Enum.reduce(state, fn {_id, session}, state ->
+      if Map.has_key?(session.pending, node) do
+        {session, state} = give_up(state, session, node)
+        settle(state, session)
+      else
+        state
+      end
+    end)
+    |> noreply()
+  end
+
+  def handle_info({:nodeup, _node}, state) do
+    :ets.delete_all_objects(@plans)
+    noreply(state)
+  end
+
+  def handle_info({:DOWN, ref, :process, pid, _reason}, state) do
+    case state.subscribers do
+      %{^pid => {^ref, entries}} ->
+        :ets.delete(@subscriptions, pid)
+
+        index =
+          Enum.reduce(entries, state.index, fn {_pattern, format}, index ->
+            CapabilityIndex.delete_value(index, {pid, format})
+          end)
+
+        noreply(%{
+          state
+          | index: index,
+            routes: %{},
+            subscribers: Map.delete(state.subscribers, pid)
+        })
+
+      _ ->
+        noreply(state)
+    end
+  end
+
+  def handle_info(:prune, state) do
+    schedule_prune(state.ttl_ms)
+    noreply(%{state | recent: Recent.prune(state.recent, now_ms())})
+  end
+
+  def handle_info(other, state) do
+    count(state, :malformed)
+
+    Logger.warning(
+      "#{inspect(__MODULE__)} dropped an unexpected message: #{inspect(other, limit: 5)}"
+    )
+
+    noreply(state)
+  end
+
+  # --- broadcasts ---------------------------------------------------------------
+
+  # The root: send to the children first, then deliver here.
+  defp start(state, id, signal, frame, atoms, {_root, children} = tree, timeout, fanout, waiter) do
+    count(state, :started)
+    now = now_ms()
+
+    if Telemetry.available?() do
+      Telemetry.emit(
+        [:broadcast, :start],
+        %{system_time: System.system_time(), nodes: length(TreePlanner.nodes(tree))},
+        %{id: id, fanout: fanout, depth: TreePlanner.depth(tree)}
+      )
+    end
+
+    session = %{
+      Session.new(id, node(), true)
+      | data: %{
+          frame: frame,
+          atoms: atoms,
+          deadline: now + timeout,
+          started: System.monotonic_time()
+        }
+    }
+
+    session = if waiter, do: Session.add_parent(session, {:caller, waiter}), else: session
+    {session, state} = send_children(state, session, children, now)
+    state = deliver(state, signal)
+    settle(state, session)
+  end
+
+  # A broadcast new to this node: forward, deliver, confirm.
+  defp relay(state, id, parent, frame, atoms, children, budget) do
+    now = now_ms()
+
+    signal =
+      case Frame.decode(frame, max_decoded_size: state.max_frame_size) do
+        {:ok, [signal]} ->
+          signal
+
+        other ->
+          count(state, :malformed)
+
+          Logger.error(
+            "#{inspect(__MODULE__)} cannot decode broadcast #{inspect(id)}: #{inspect(other, limit: 3)}"
+          )
+
+          nil
+      end
+
+    state = if signal && children == [], do: deliver(state, signal), else: state
+
+    if children == [] do
+      {delivered, missing} = if signal, do: {1, []}, else: {0, [node()]}
+      state = %{state | recent: Recent.put(state.recent, id, {:done, delivered, missing}, now)}
+      ack(state, parent, {:done, id, delivered, missing})
+    else
+      session = %{
+        Session.add_parent(Session.new(id, node(), signal != nil), parent)
+        | data: %{frame: frame, atoms: atoms, deadline: now + budget}
+      }
+
+      {session, state} = send_children(state, session, children, now)
+      state = if signal, do: deliver(state, signal), else: state
+      # The receipt is owed, sent by the sweep if the subtree is slow.
+      settle(state, %{session | data: Map.put(session.data, :receipt_due, now)})
+    end
+  end
+
+  # Sends the frame to each subtree's top node, with its subtree; a node
+  # that is not connected is given up at once (its children adopted).
+  defp send_children(state, session, subtrees, now) do
+    budget = child_budget(session.data.deadline - now)
+    Enum.reduce(subtrees, {session, state}, &send_child(&1, &2, budget, now))
+  end
+
+  defp send_child({child, _} = subtree, {session, state}, budget, now) do
+    %{frame: frame, atoms: atoms} = session.data
+    message = {:jido_bcast, session.id, node(), frame, atoms, subtree, budget}
+    session = Session.sent(session, subtree, now)
+
+    case :erlang.send({__MODULE__, child}, message, [:noconnect]) do
+      :ok ->
+        count(state, :forwarded)
+        {session, %{state | sends: Map.update(state.sends, child, 1, &(&1 + 1))}}
+
+      :noconnect ->
+        give_up(state, session, child)
+    end
+  end
+
+  # Gives up on a pending child and sends to its children instead.
+  defp give_up(state, session, child) do
+    case Session.fail(session, child) do
+      {^session, []} ->
+        {session, state}
+
+      {session, adopted} ->
+        count(state, :failed_children)
+        if adopted != [], do: count(state, :adopted, length(adopted))
+        send_children(state, session, adopted, now_ms())
+    end
+  end
+
+  defp handle_ack({:got, id}, child, state) do
+    case state.sessions do
+      %{^id => session} -> put_session(state, Session.received(session, child))
+      _ -> state
+    end
+  end
+
+  defp handle_ack({:done, id, delivered, missing}, child, state)
+       when is_integer(delivered) and is_list(missing) do
+    case state.sessions do
+      %{^id => session} -> settle(state, Session.done(session, child, delivered, missing))
+      _ -> state
+    end
+  end
+
+  defp handle_ack(_other, _child, state) do
+    count(state, :malformed)
+    state
+  end
+
+  # Checks deadlines and receipt timeouts of the broadcasts in flight.
+  defp sweep(state) do
+    now = now_ms()
+    late = now - state.ack_timeout_ms
+
+    owed = now - div(state.sweep_ms, 2)
+
+    state =
+      Enum.reduce(state.sessions, state, fn {_id, session}, state ->
+        {session, state} = send_receipt(state, session, owed)
+
+        cond do
+          now >= session.data.deadline ->
+            settle(state, Session.expire(session))
+
+          (overdue = Session.overdue(session, late)) != [] ->
+            {session, state} =
+              Enum.reduce(overdue, {session, state}, fn child, {session, state} ->
+                give_up(state, session, child)
+              end)
+
+            settle(state, session)
+
+          Map.has_key?(session.data, :receipt_due) ->
+            state
+
+          true ->
+            put_session(state, session)
+        end
+      end)
+
+    schedule_sweep(state)
+  end
+
+  # Sends the receipt owed since before `owed` to every parent.
+  defp send_receipt(state, %{data: %{receipt_due: at}} = session, owed) when at <= owed do
+    state =
+      Enum.reduce(session.parents, state, fn
+        {:caller, _}, state -> state
+        parent, state -> ack(state, parent, {:got, session.id})
+      end)
+
+    {%{session | data: Map.delete(session.data, :receipt_due)}, state}
+  end
+
+  defp send_receipt(state, session, _owed), do: {session, state}
+
+  # Keeps a session in flight, or reports it if it is complete.
+  defp settle(state, session) do
+    if Session.complete?(session),
+      do: finish(state, session),
+      else: state |> put_session(session) |> schedule_sweep()
+  end
+
+  defp put_session(state, session),
+    do: %{state | sessions: Map.put(state.sessions, session.id, session)}
+
+  defp finish(state, session) do
+    {delivered, missing} = Session.result(session)
+
+    state =
+      Enum.reduce(session.parents, state, fn
+        {:caller, from}, state ->
+          GenServer.reply(from, {:ok, result(delivered, missing)})
+          state
+
+        parent, state ->
+          ack(state, parent, {:done, session.id, delivered, missing})
+      end)
+
+    if started = session.data[:started] do
+      Telemetry.emit(
+        [:broadcast, :stop],
+        %{
+          duration: :erlang.monotonic_time() - started,
+          delivered: delivered,
+          missing: length(missing)
+        },
+        %{id: session.id, missing: missing}
+      )
+    end
+
+    %{
+      state
+      | sessions: Map.delete(state.sessions, session.id),
+        recent: Recent.put(state.recent, session.id, {:done, delivered, missing}, now_ms())
+    }
+  end
+
+  # Returns the state: the subscribers of each type are looked up once
+  # and kept until subscriptions change (at most @max_routes types).
+  defp deliver(state, signal) do
+    {subscribers, state} =
+      case signal do
+        %{type: type} when is_binary(type) ->
+          case state.routes do
+            %{^type => subscribers} ->
+              {subscribers, state}
+
+            routes ->
+              subscribers = CapabilityIndex.lookup(state.index, type)
+              routes = if map_size(routes) >= @max_routes, do: %{}, else: routes
+              {subscribers, %{state | routes: Map.put(routes, type, subscribers)}}
+          end
+
+        _ ->
+          {[], state}
+      end
+
+    Enum.each(subscribers, fn {pid, format} -> send(pid, format(signal, format)) end)
+    if subscribers != [], do: count(state, :delivered, length(subscribers))
+    state
+  end
+
+  defp format(signal, format) when is_function(format, 1) do
+    format.(signal)
+  rescue
+    e ->
+      Logger.error("#{inspect(__MODULE__)} message format failed: #{Exception.message(e)}")
+      {:signal, signal}
+  end
+
+  defp format(signal, format), do: Message.format(signal, format)
+
+  # --- acks to parents ------------------------------------------------------------
+
+  # A report supersedes a receipt for the same broadcast still queued.
+  defp ack(state, parent, ack) do
+    count(state, :acks_sent)
+
+    {n, acks} =
+      case {state.outbox, ack} do
+        {%{^parent => {n, acks}}, {:done, id, _, _}} ->
+          if {:got, id} in acks, do: {n - 1, List.delete(acks, {:got, id})}, else: {n, acks}
+
+        {%{^parent => queued}, _} ->
+          queued
+
+        _ ->
+          {0, []}
+      end
+
+    state = %{
+      state
+      | outbox: Map.put(state.outbox, parent, {n + 1, [ack | acks]}),
+        acks_since: state.acks_since || now_ms()
+    }
+
+    if n + 1 >= @max_acks, do: flush_acks(state, parent), else: state
+  end
+
+  defp flush_acks(state) do
+    state = Enum.reduce(Map.keys(state.outbox), state, &flush_acks(&2, &1))
+    %{state | acks_since: nil}
+  end
+
+  defp flush_acks(state, parent) do
+    case Map.pop(state.outbox, parent) do
+      {nil, _} ->
+        state
+
+      {{_n, acks}, outbox} ->
+        message = {:jido_bcast_acks, node(), Enum.reverse(acks)}
+
+        if parent == node(),
+          do: send(self(), message),
+          else: :erlang.send({__MODULE__, parent}, message, [:noconnect])
+
+        count(state, :ack_messages)
+        %{state | outbox: outbox, acks_since: if(outbox == %{}, do: nil, else: state.acks_since)}
+    end
+  end
+
+  # Every callback ends here: queued acks go out when the mailbox is empty
+  # (a zero timeout) or when the oldest has waited long enough.
+  defp noreply(state) do
+    state = maybe_flush(state)
+    if state.outbox == %{}, do: {:noreply, state}, else: {:noreply, state, 0}
+  end
+
+  defp reply(reply, state) do
+    state = maybe_flush(state)
+    if state.outbox == %{}, do: {:reply, reply, state}, else: {:reply, reply, state, 0}
+  end
+
+  defp maybe_flush(%{acks_since: nil} = state), do: state
+
+  defp maybe_flush(state) do
+    if now_ms() - state.acks_since >= @ack_linger_ms, do: flush_acks(state), else: state
+  end
+
+  # --- helpers ----------------------------------------------------------------------
+
+  defp result(delivered, missing), do: %{delivered: delivered, missing: missing}
+
+  # What a child gets of the time left: a tenth is kept for its report to
+  # come back and be counted.
+  @doc false
+  @spec child_budget(integer()) :: pos_integer()
+  def child_budget(remaining), do: max(remaining - max(div(remaining, 10), 1), 1)
+
+  defp schedule_sweep(%{sweep: nil, sessions: sessions} = state) when map_size(sessions) > 0,
+    do: %{state | sweep: Process.send_after(self(), :sweep, state.sweep_ms)}
+
+  defp schedule_sweep(state), do: state
+
+  defp schedule_prune(ttl_ms), do: Process.send_after(self(), :prune, max(div(ttl_ms, 2), 1_000))
+
+  defp now_ms, do: :erlang.monotonic_time(:millisecond)
+
+  defp count(state, name, n \\ 1), do: :counters.add(state.counters, index(name), n)
+
+  for {name, index} <- Enum.with_index(@counter_names, 1) do
+    defp index(unquote(name)), do: unquote(index)
+  end
+end

@@ -1,0 +1,241 @@
+defmodule Jido.Distributed.TreeBroadcastLocalTest do
+  # One node: the broadcast process of the test node itself, with members
+  # that do not exist (never connected) to exercise adoption. Multi-node
+  # behaviour is in tree_broadcast_test.exs.
+  use ExUnit.Case, async: false
+  doctest Jido.Distributed.TreeBroadcast
+
+  alias Jido.Distributed.{Frame, TreeBroadcast, TreePlanner}
+
+  defp type(name), do: "local#{System.unique_integer([:positive])}.#{name}"
+  defp signal(type), do: %{id: "#{System.unique_integer([:positive])}", type: type}
+  defp fake_nodes(n), do: for(i <- 1..n, do: :"tb_absent_#{i}@nohost")
+
+  defp counters, do: TreeBroadcast.stats().counters
+
+  test "delivers to local subscribers whose pattern matches, once each" do
+    base = type("x")
+    prefix = hd(String.split(base, "."))
+    other = spawn_link(fn -> receive(do: (:stop -> :ok)) end)
+
+    assert :ok = TreeBroadcast.subscribe(prefix <> ".*")
+    # Overlapping patterns of one process: one message.
+    assert :ok = TreeBroadcast.subscribe(prefix <> ".**")
+    assert :ok = TreeBroadcast.subscribe(prefix <> ".**", pid: other, message_format: {:tag, :bc})
+
+    signal = signal(base)
+    assert {:ok, %{delivered: 1, missing: []}} = TreeBroadcast.broadcast(signal, nodes: [])
+    assert_receive {:signal, ^signal}
+    refute_receive {:signal, _}, 50
+
+    deep = signal(prefix <> ".a.b")
+    assert {:ok, _} = TreeBroadcast.broadcast(deep, nodes: [])
+    assert_receive {:signal, ^deep}
+    refute_receive _, 50
+    send(other, :stop)
+  end
+
+  test "unsubscribe removes one pattern; exited subscribers are removed" do
+    t = type("y")
+    :ok = TreeBroadcast.subscribe(t)
+    :ok = TreeBroadcast.subscribe(t <> ".**")
+    :ok = TreeBroadcast.unsubscribe(t)
+    {:ok, _} = TreeBroadcast.broadcast(signal(t), nodes: [])
+    # "t.**" still matches t.
+    assert_receive {:signal, _}
+    :ok = TreeBroadcast.unsubscribe(t <> ".**")
+    {:ok, _} = TreeBroadcast.broadcast(signal(t), nodes: [])
+    refute_receive {:signal, _}, 50
+
+    before = TreeBroadcast.stats().subscribers
+    pid = spawn(fn -> receive(do: (:go -> :ok)) end)
+    :ok = TreeBroadcast.subscribe(t, pid: pid)
+    assert TreeBroadcast.stats().subscribers == before + 1
+    ref = Process.monitor(pid)
+    send(pid, :go)
+    assert_receive {:DOWN, ^ref, _, _, _}
+    # The server handles the subscriber's exit before the next call.
+    assert TreeBroadcast.stats().subscribers == before
+  end
+
+  test "subscriptions survive a restart of the broadcast process" do
+    t = type("restart")
+    :ok = TreeBroadcast.subscribe(t)
+    gone = spawn(fn -> :ok end)
+    ref = Process.monitor(gone)
+    assert_receive {:DOWN, ^ref, _, _, _}
+    # A subscription of a process that is already dead is dropped again.
+    :ets.insert(TreeBroadcast.subscriptions_table(), {gone, t, :signal})
+
+    old = Process.whereis(TreeBroadcast)
+    Process.exit(old, :kill)
+
+    new =
+      Enum.find_value(1..200, fn _ ->
+        pid = Process.whereis(TreeBroadcast)
+        (pid != nil and pid != old and pid) || (Process.sleep(10) && nil)
+      end)
+
+    assert is_pid(new)
+    {:ok, %{delivered: 1}} = TreeBroadcast.broadcast(signal(t), nodes: [])
+    assert_receive {:signal, %{type: ^t}}
+    _ = TreeBroadcast.stats()
+    assert :ets.lookup(TreeBroadcast.subscriptions_table(), gone) == []
+    :ok = TreeBroadcast.unsubscribe(t)
+    assert :ets.match_object(TreeBroadcast.subscriptions_table(), {self(), t, :_}) == []
+  end
+
+  test "members that are not connected are reported missing; their children adopted" do
+    members = fake_nodes(9)
+    before = counters()
+
+    # With fanout 2, the root alone cannot carry 9 unhealthy members as
+    # leaves, so some are interior: each unreachable one is given up at
+    # once and its children are sent to by the root itself.
+    assert {:ok, %{delivered: 1, missing: missing}} =
+             TreeBroadcast.broadcast(signal(type("z")), nodes: members, fanout: 2)
+
+    assert missing == Enum.sort(members)
+    after_ = counters()
+    assert after_.failed_children - before.failed_children == 9
+    assert after_.adopted - before.adopted == 7
+    assert after_.forwarded == before.forwarded
+  end
+
+  test "await: false returns an id to await; unknown ids are refused" do
+    t = type("w")
+    :ok = TreeBroadcast.subscribe(t)
+    assert {:ok, {root, _, _} = id} = TreeBroadcast.broadcast(signal(t), nodes: [], await: false)
+    assert root == node()
+    assert_receive {:signal, _}
+    assert TreeBroadcast.await(id, 1_000) == {:ok, %{delivered: 1, missing: []}}
+    assert TreeBroadcast.await(id, 1_000) == {:ok, %{delivered: 1, missing: []}}
+    assert TreeBroadcast.await({node(), 0, 0}) == {:error, :unknown_broadcast}
+    assert TreeBroadcast.await({:other@host, 0, 0}) == {:error, :unknown_broadcast}
+  end
+
+  test "a repeated frame is delivered once and counted as a duplicate" do
+    t = type("dup")
+    :ok = TreeBroadcast.subscribe(t)
+    {:ok, frame} = Frame.encode([signal(t)])
+    {:ok, atoms} = Frame.atoms(frame)
+    id = {:someone@else, 1, System.unique_integer([:positive])}
+    before = counters()
+
+    # The acks go to a parent that is not connected: dropped.
+    message = {:jido_bcast, id, :parent@nohost, frame, atoms, {node(), []}, 1_000}
+    send(TreeBroadcast, message)
+    send(TreeBroadcast, message)
+    assert_receive {:signal, %{type: ^t}}
+    refute_receive {:signal, _}, 50
+
+    after_ = counters()
+    assert after_.received - before.received == 2
+    assert after_.duplicates - before.duplicates == 1
+  end
+
+  test "a frame that does not decode is counted, not delivered" do
+    before = counters()
+    id = {:someone@else, 2, System.unique_integer([:positive])}
+    send(TreeBroadcast, {:jido_bcast, id, :parent@nohost, "garbage", [], {node(), []}, 1_000})
+    send(TreeBroadcast, {:something, :else})
+    _ = TreeBroadcast.stats()
+    assert counters().malformed - before.malformed == 2
+  end
+
+  test "options are checked" do
+    s = signal("a.b")
+
+    for {opts, message} <- [
+          {[fanout: 0], "the :fanout option must be a positive integer, got: 0"},
+          {[timeout: :soon], "the :timeout option must be a positive integer, got: :soon"},
+          {[nodes: :all], "the :nodes option must be a list of node names, got: :all"},
+          {[nodes: ["a@h"]], ~s(the :nodes option must be a list of node names, got: ["a@h"])},
+          {[await: 1], "the :await option must be a boolean, got: 1"}
+        ] do
+      assert_raise ArgumentError, message, fn -> TreeBroadcast.broadcast(s, opts) end
+    end
+
+    assert_raise ArgumentError, ~r/expected a signal/, fn -> TreeBroadcast.broadcast(%{id: 1}) end
+
+    assert_raise ArgumentError, ~r/unknown option :fan, known: \[:nodes/, fn ->
+      TreeBroadcast.broadcast(s, fan: 1)
+    end
+
+    assert_raise ArgumentError, "the :pid option must be a local pid, got: :me", fn ->
+      TreeBroadcast.subscribe("a.b", pid: :me)
+    end
+
+    assert_raise ArgumentError, ~r/the :message_format option must be/, fn ->
+      TreeBroadcast.subscribe("a.b", message_format: :nope)
+    end
+
+    assert TreeBroadcast.subscribe("a.*x") == {:error, :partial_wildcard}
+  end
+
+  test "the plan for the same members is reused" do
+    members = fake_nodes(3)
+    {:ok, _} = TreeBroadcast.broadcast(signal(type("p")), nodes: members)
+    [{:last, {4, ^members}, tree}] = :ets.lookup(:jido_distributed_broadcast_plans, :last)
+    located = TreeBroadcast.located_members([node() | members])
+    assert {:ok, ^tree} = TreePlanner.plan(located, node(), fanout: 4)
+    assert Enum.sort(TreePlanner.nodes(tree)) == Enum.sort([node() | members])
+  end
+
+  test "a tree can be given" do
+    {:ok, tree} = TreePlanner.plan([node() | fake_nodes(2)], node(), fanout: 1)
+
+    assert {:ok, %{delivered: 1, missing: missing}} =
+             TreeBroadcast.broadcast(signal(type("t")), tree: tree)
+
+    assert missing == Enum.sort(fake_nodes(2))
+
+    assert_raise ArgumentError, ~r/the :tree option must be a tree rooted at this node/, fn ->
+      TreeBroadcast.broadcast(signal(type("t")), tree: {:other@host, []})
+    end
+  end
+
+  test "start and stop telemetry events on the root" do
+    # :telemetry is not a dependency: stand in a module of that name for
+    # this test only (sync tests run alone), then remove it.
+    test_pid = self()
+
+    Module.create(
+      :telemetry,
+      quote do
+        def execute(event, measurements, metadata),
+          do: send(unquote(test_pid), {:telemetry, event, measurements, metadata})
+      end,
+      Macro.Env.location(__ENV__)
+    )
+
+    :persistent_term.put({Jido.Distributed.Telemetry, :available}, true)
+
+    try do
+      members = fake_nodes(2)
+      {:ok, result} = TreeBroadcast.broadcast(signal(type("tel")), nodes: members)
+
+      assert_receive {:telemetry, [:jido, :distributed, :broadcast, :start], %{nodes: 3},
+                      %{id: id, fanout: 4, depth: 1}}
+
+      assert_receive {:telemetry, [:jido, :distributed, :broadcast, :stop], measurements,
+                      %{id: ^id, missing: missing}}
+
+      assert measurements.delivered == result.delivered
+      assert measurements.missing == 2
+      assert missing == Enum.sort(members)
+      assert is_integer(measurements.duration)
+    after
+      :persistent_term.erase({Jido.Distributed.Telemetry, :available})
+      :code.purge(:telemetry)
+      :code.delete(:telemetry)
+      :code.purge(:telemetry)
+    end
+  end
+
+  test "child_budget keeps a tenth for the way back" do
+    assert TreeBroadcast.child_budget(5_000) == 4_500
+    assert TreeBroadcast.child_budget(5) == 4
+    assert TreeBroadcast.child_budget(0) == 1
+  end
+end
