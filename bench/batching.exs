@@ -192,8 +192,12 @@ summary = %{
   "idle_added_latency_ms" => round3.((idle.ours.median_us - idle.plain.median_us) / 1000),
   "batch_formation_us_per_1000" =>
     round3.(
-      Result.median_us(Runner.fetch!(results, "batch formation: encode + push + frame 1000"))
+      Result.median_us(
+        Runner.fetch!(results, "batch formation: optimize_routing + batch_by_network_cost, 1000")
+      )
     ),
+  "frame_build_us_per_1000" =>
+    round3.(Result.median_us(Runner.fetch!(results, "frame build: encode + push + frame 1000"))),
   "baseline_encode_us_per_1000" =>
     round3.(Result.median_us(Runner.fetch!(results, "baseline: term_to_binary each of 1000")))
 }
