@@ -40,7 +40,7 @@ defmodule Jido.Distributed.Options do
         ],
         linger_ms: [
           type: :non_neg_integer,
-          default: 4,
+          default: 3,
           doc:
             "How long a busy link waits to fill a frame. A signal on an idle link " <>
               "(nothing flushed for this long) goes out at once."

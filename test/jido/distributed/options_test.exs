@@ -7,7 +7,7 @@ defmodule Jido.Distributed.OptionsTest do
   test "defaults fill nested keyword lists" do
     opts = Options.validate!([])
     assert opts[:link][:overflow] == :reject
-    assert opts[:link][:linger_ms] == 4
+    assert opts[:link][:linger_ms] == 3
     assert opts[:relay] == nil
     assert opts[:location] == [region: nil, zone: nil, rack: nil]
   end

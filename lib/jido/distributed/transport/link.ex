@@ -188,7 +188,8 @@ defmodule Jido.Distributed.Transport.Link do
         {:noreply, state}
 
       true ->
-        wait = div(state.linger_us - elapsed + 999, 1_000)
+        # Timers count whole milliseconds: round to the nearest.
+        wait = max(div(state.linger_us - elapsed + 500, 1_000), 1)
         {:noreply, %{state | linger_timer: Process.send_after(self(), :linger, wait)}}
     end
   end
