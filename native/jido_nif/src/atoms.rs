@@ -55,3 +55,32 @@ pub fn plan_error(err: jido_core::tree::PlanError) -> rustler::Atom {
         UnknownNode => unknown_node(),
     }
 }
+
+/// Looks up existing atoms by their text (`latin1` tells the encoding);
+/// never creates one. Returns the atoms found and, as binaries, the names
+/// this NIF version cannot look up (UTF-8 beyond Latin-1) or that do not
+/// exist, for the caller to convert.
+pub fn lookup_existing<'a, 'b>(
+    env: rustler::Env<'a>,
+    texts: impl Iterator<Item = (&'b [u8], bool)>,
+) -> (Vec<rustler::Atom>, Vec<rustler::Term<'a>>) {
+    use rustler::{Atom, Binary, NewBinary};
+    let mut found = Vec::new();
+    let mut names = Vec::new();
+    for (text, latin1) in texts {
+        let atom = if latin1 || text.is_ascii() {
+            Atom::existing_from_bytes(env, text)
+        } else {
+            Atom::existing_from_utf8_bytes(env, text)
+        };
+        match atom {
+            Ok(atom) => found.push(atom),
+            Err(_) => {
+                let mut name = NewBinary::new(env, text.len());
+                name.as_mut_slice().copy_from_slice(text);
+                names.push(Binary::from(name).to_term(env));
+            }
+        }
+    }
+    (found, names)
+}

@@ -8,6 +8,9 @@ use jido_core::buffer::{encode_batch, Limits, LinkBuffer, Overflow, PushError};
 use jido_core::frame::Compression;
 use rustler::{Atom, Binary, Encoder, Env, NewBinary, NifMap, ResourceArc, Term};
 
+/// A frame's atoms: those found on this node, and names to convert in Elixir.
+type AtomLists<'a> = (Vec<Atom>, Vec<Term<'a>>);
+
 /// The resource held by Elixir.
 pub struct BufferResource(Mutex<LinkBuffer>);
 
@@ -82,11 +85,13 @@ fn take<'a>(
             let base = guard.base();
             drop(guard);
             let frame = to_binary(env, &taken.frame);
+            let texts = taken.atoms.iter().map(|name| (name.as_bytes(), false));
+            let atoms = atoms::lookup_existing(env, texts);
             Ok((
                 taken.seq,
                 base,
                 frame,
-                taken.atoms,
+                atoms,
                 taken.entries,
                 taken.raw_bytes,
             )
@@ -130,11 +135,18 @@ fn buffer_ack(buf: ResourceArc<BufferResource>, upto: u64) -> (usize, u64) {
 fn buffer_unacked<'a>(
     env: Env<'a>,
     buf: ResourceArc<BufferResource>,
-) -> Result<Vec<(u64, Binary<'a>, Vec<String>)>, Atom> {
+) -> Result<Vec<(u64, Binary<'a>, AtomLists<'a>)>, Atom> {
     let guard = lock(&buf);
     Ok(guard
         .unacked()
-        .map(|(seq, frame, atoms)| (seq, to_binary(env, frame), atoms.to_vec()))
+        .map(|(seq, frame, names)| {
+            let texts = names.iter().map(|name| (name.as_bytes(), false));
+            (
+                seq,
+                to_binary(env, frame),
+                atoms::lookup_existing(env, texts),
+            )
+        })
         .collect())
 }
 

@@ -119,9 +119,6 @@ fn frame_header(bin: Binary) -> Result<(u32, u32, u32, bool), Atom> {
     header_info(bin)
 }
 
-/// The distinct atom names in a frame's entries, in order of first
-/// appearance. Names, not atoms: the frame may come from elsewhere, and
-/// creating atoms from untrusted bytes could fill the atom table.
 /// Encodes `terms` into a frame and lists the distinct atoms they contain,
 /// walking the entries before compression. The terms are this node's, so
 /// their atoms exist here: each is looked up (never created). Returns
@@ -135,24 +132,7 @@ fn encode_atoms<'a>(env: Env<'a>, terms: ListIterator<'a>, mode: Atom) -> Result
     let mut out = NewBinary::new(env, bytes.len());
     out.as_mut_slice().copy_from_slice(&bytes);
     let frame: Binary = out.into();
-    // Atoms found here; names this NIF version cannot look up go apart.
-    let mut found: Vec<Atom> = Vec::with_capacity(texts.len());
-    let mut names: Vec<Term> = Vec::new();
-    for &(text, latin1) in &texts {
-        let atom = if latin1 || text.is_ascii() {
-            Atom::existing_from_bytes(env, text)
-        } else {
-            Atom::existing_from_utf8_bytes(env, text)
-        };
-        match atom {
-            Ok(atom) => found.push(atom),
-            Err(_) => {
-                let mut name = NewBinary::new(env, text.len());
-                name.as_mut_slice().copy_from_slice(text);
-                names.push(Binary::from(name).to_term(env));
-            }
-        }
-    }
+    let (found, names) = atoms::lookup_existing(env, texts.iter().copied());
     Ok((frame, found, names).encode(env))
 }
 
@@ -174,6 +154,9 @@ fn frame_encode_atoms_dirty<'a>(
     encode_atoms(env, terms, mode)
 }
 
+/// The distinct atom names in a frame's entries, in order of first
+/// appearance. Names, not atoms: the frame may come from elsewhere, and
+/// creating atoms from untrusted bytes could fill the atom table.
 fn atom_names(bin: Binary, max_decoded: usize) -> Result<Vec<String>, Atom> {
     let decoded =
         frame::decode(bin.as_slice(), DecodeLimits { max_decoded }).map_err(atoms::frame_error)?;

@@ -117,8 +117,11 @@ defmodule Jido.Distributed.Transport.LinkBuffer do
     for {seq, frame, atoms} <- frames, do: {seq, frame, to_atoms(atoms)}
   end
 
-  # The names come from entries encoded on this node, so the atoms exist.
-  defp to_atoms(names), do: Enum.map(names, &String.to_existing_atom/1)
+  # The NIF looks the atoms up; names it cannot (UTF-8 beyond Latin-1 on
+  # this NIF version) come as binaries. They come from entries encoded on
+  # this node, so the atoms exist.
+  defp to_atoms({atoms, []}), do: atoms
+  defp to_atoms({atoms, names}), do: atoms ++ Enum.map(names, &String.to_existing_atom/1)
 
   @doc "Counters: pending and unacked entries and bytes, sequence numbers, drops."
   @spec stats(t()) :: %{
