@@ -129,6 +129,12 @@ defmodule Jido.Distributed.TreeBroadcast do
     :ack_messages,
     :malformed
   ]
+  # Bumps a counter; inlined, as it is on every broadcast's path.
+  defmacrop count(state, name, n \\ 1) do
+    index = Enum.find_index(@counter_names, &(&1 == name)) + 1
+    quote do: :counters.add(unquote(state).counters, unquote(index), unquote(n))
+  end
+
   # Acks to one parent are sent together: when idle, or at this many, or
   # when the oldest is this old.
   @max_acks 64
@@ -584,7 +590,7 @@ defmodule Jido.Distributed.TreeBroadcast do
   end
 
   def handle_info({:jido_bcast_acks, child, acks}, state) when is_atom(child) and is_list(acks) do
-    noreply(Enum.reduce(acks, state, &handle_ack(&1, child, &2)))
+    noreply(handle_acks(acks, child, state))
   end
 
   def handle_info(:timeout, state), do: noreply(flush_acks(state))
@@ -654,24 +660,23 @@ defmodule Jido.Distributed.TreeBroadcast do
   defp start(state, id, signal, frame, atoms, {_root, children} = tree, timeout, fanout, waiter) do
     count(state, :started)
     now = now_ms()
+    data = %{frame: frame, atoms: atoms, deadline: now + timeout}
 
-    if Telemetry.available?() do
-      Telemetry.emit(
-        [:broadcast, :start],
-        %{system_time: System.system_time(), nodes: length(TreePlanner.nodes(tree))},
-        %{id: id, fanout: fanout, depth: TreePlanner.depth(tree)}
-      )
-    end
+    # `started` (for the stop event's duration) only when there is telemetry.
+    data =
+      if Telemetry.available?() do
+        Telemetry.emit(
+          [:broadcast, :start],
+          %{system_time: System.system_time(), nodes: length(TreePlanner.nodes(tree))},
+          %{id: id, fanout: fanout, depth: TreePlanner.depth(tree)}
+        )
 
-    session = %{
-      Session.new(id, node(), true)
-      | data: %{
-          frame: frame,
-          atoms: atoms,
-          deadline: now + timeout,
-          started: System.monotonic_time()
-        }
-    }
+        Map.put(data, :started, System.monotonic_time())
+      else
+        data
+      end
+
+    session = %{Session.new(id, node(), true) | data: data}
 
     session = if waiter, do: Session.add_parent(session, {:caller, waiter}), else: session
     {session, state} = send_children(state, session, children, now)
@@ -720,22 +725,39 @@ defmodule Jido.Distributed.TreeBroadcast do
   # Sends the frame to each subtree's top node, with its subtree; a node
   # that is not connected is given up at once (its children adopted).
   defp send_children(state, session, subtrees, now) do
-    budget = child_budget(session.data.deadline - now)
-    Enum.reduce(subtrees, {session, state}, &send_child(&1, &2, budget, now))
+    %{id: id, data: %{frame: frame, atoms: atoms, deadline: deadline}} = session
+    budget = child_budget(deadline - now)
+    session = Session.sent_all(session, subtrees, now)
+    {sends, sent, unreachable} = send_frames(subtrees, {id, frame, atoms, budget}, state.sends)
+    count(state, :forwarded, sent)
+    state = %{state | sends: sends}
+
+    Enum.reduce(unreachable, {session, state}, fn child, {session, state} ->
+      give_up(state, session, child)
+    end)
   end
 
-  defp send_child({child, _} = subtree, {session, state}, budget, now) do
-    %{frame: frame, atoms: atoms} = session.data
-    message = {:jido_bcast, session.id, node(), frame, atoms, subtree, budget}
-    session = Session.sent(session, subtree, now)
+  # Returns the updated per-node send counts, how many were sent, and the
+  # children that are not connected.
+  defp send_frames(subtrees, message, sends, sent \\ 0, unreachable \\ [])
+
+  defp send_frames([], _message, sends, sent, unreachable), do: {sends, sent, unreachable}
+
+  defp send_frames([{child, _} = subtree | rest], {id, frame, atoms, budget} = m, sends, sent, un) do
+    message = {:jido_bcast, id, node(), frame, atoms, subtree, budget}
 
     case :erlang.send({__MODULE__, child}, message, [:noconnect]) do
       :ok ->
-        count(state, :forwarded)
-        {session, %{state | sends: Map.update(state.sends, child, 1, &(&1 + 1))}}
+        sends =
+          case sends do
+            %{^child => n} -> %{sends | child => n + 1}
+            _ -> Map.put(sends, child, 1)
+          end
+
+        send_frames(rest, m, sends, sent + 1, un)
 
       :noconnect ->
-        give_up(state, session, child)
+        send_frames(rest, m, sends, sent, [child | un])
     end
   end
 
@@ -751,6 +773,11 @@ defmodule Jido.Distributed.TreeBroadcast do
         send_children(state, session, adopted, now_ms())
     end
   end
+
+  defp handle_acks([], _child, state), do: state
+
+  defp handle_acks([ack | rest], child, state),
+    do: handle_acks(rest, child, handle_ack(ack, child, state))
 
   defp handle_ack({:got, id}, child, state) do
     case state.sessions do
@@ -842,7 +869,7 @@ defmodule Jido.Distributed.TreeBroadcast do
           ack(state, parent, {:done, session.id, delivered, missing})
       end)
 
-    if started = session.data[:started] do
+    with %{started: started} <- session.data do
       Telemetry.emit(
         [:broadcast, :stop],
         %{
@@ -981,10 +1008,4 @@ defmodule Jido.Distributed.TreeBroadcast do
   defp schedule_prune(ttl_ms), do: Process.send_after(self(), :prune, max(div(ttl_ms, 2), 1_000))
 
   defp now_ms, do: :erlang.monotonic_time(:millisecond)
-
-  defp count(state, name, n \\ 1), do: :counters.add(state.counters, index(name), n)
-
-  for {name, index} <- Enum.with_index(@counter_names, 1) do
-    defp index(unquote(name)), do: unquote(index)
-  end
 end
