@@ -25,9 +25,10 @@ defmodule Jido.Distributed.TreeBroadcast do
 
   the same frame bytes every time, with the list of atoms the frame
   contains (so the child's distribution layer creates them before the safe
-  decode) and the child's own subtree. A node decodes the frame once,
-  forwards the same bytes to its children with their subtrees (no
-  re-encoding) and delivers to its local subscribers. A leaf then reports
+  decode; `:same` when the child was last sent the same list, as for a
+  stream of signals of one shape) and the child's own subtree. A node
+  decodes the frame once, forwards the same bytes to its children with
+  their subtrees (no re-encoding) and delivers to its local subscribers. A leaf then reports
   at once; an interior node confirms receipt to its parent (`{:got, id}`)
   only if its subtree has not reported within a short while (half a sweep
   interval to a sweep and a half, below), so in the usual case a parent
@@ -460,6 +461,9 @@ defmodule Jido.Distributed.TreeBroadcast do
        sessions: %{},
        recent: Recent.new(settings[:dedup_size], settings[:dedup_ttl_ms]),
        sends: %{},
+       # node => the atom list last sent to it, or received from it
+       atoms_sent: %{},
+       atoms_from: %{},
        # signal type => local subscribers, dropped when subscriptions change
        routes: %{},
        # parent => {count, acks newest first}; `acks_since` is when the
@@ -564,9 +568,10 @@ defmodule Jido.Distributed.TreeBroadcast do
 
   @impl true
   def handle_info({:jido_bcast, id, parent, frame, atoms, {me, children}, budget}, state)
-      when me == node() and is_atom(parent) and is_binary(frame) and is_list(atoms) and
-             is_list(children) and is_integer(budget) do
+      when me == node() and is_atom(parent) and is_binary(frame) and
+             (is_list(atoms) or atoms == :same) and is_list(children) and is_integer(budget) do
     count(state, :received)
+    {atoms, state} = parent_atoms(state, parent, atoms)
 
     cond do
       Map.has_key?(state.sessions, id) ->
@@ -599,6 +604,7 @@ defmodule Jido.Distributed.TreeBroadcast do
 
   def handle_info({:nodedown, node}, state) do
     :ets.delete_all_objects(@plans)
+    state = forget_atoms(state, node)
 
     state.sessions
     |> Enum.reduce(state, fn {_id, session}, state ->
@@ -612,9 +618,9 @@ defmodule Jido.Distributed.TreeBroadcast do
     |> noreply()
   end
 
-  def handle_info({:nodeup, _node}, state) do
+  def handle_info({:nodeup, node}, state) do
     :ets.delete_all_objects(@plans)
-    noreply(state)
+    noreply(forget_atoms(state, node))
   end
 
   def handle_info({:DOWN, ref, :process, pid, _reason}, state) do
@@ -652,6 +658,14 @@ defmodule Jido.Distributed.TreeBroadcast do
     )
 
     noreply(state)
+  end
+
+  defp forget_atoms(state, node) do
+    %{
+      state
+      | atoms_sent: Map.delete(state.atoms_sent, node),
+        atoms_from: Map.delete(state.atoms_from, node)
+    }
   end
 
   # --- broadcasts ---------------------------------------------------------------
@@ -705,6 +719,18 @@ defmodule Jido.Distributed.TreeBroadcast do
 
     state = if signal && children == [], do: deliver(state, signal), else: state
 
+    # `:same` from a parent this process has no list of (it restarted):
+    # the frame decoded, so its atoms exist here.
+    atoms =
+      with nil <- atoms,
+           true <- signal != nil and children != [],
+           {:ok, atoms} <- Frame.atoms(frame, max_decoded_size: state.max_frame_size) do
+        atoms
+      else
+        atoms when is_list(atoms) -> atoms
+        _ -> []
+      end
+
     if children == [] do
       {delivered, missing} = if signal, do: {1, []}, else: {0, [node()]}
       state = %{state | recent: Recent.put(state.recent, id, {:done, delivered, missing}, now)}
@@ -728,23 +754,33 @@ defmodule Jido.Distributed.TreeBroadcast do
     %{id: id, data: %{frame: frame, atoms: atoms, deadline: deadline}} = session
     budget = child_budget(deadline - now)
     session = Session.sent_all(session, subtrees, now)
-    {sends, sent, unreachable} = send_frames(subtrees, {id, frame, atoms, budget}, state.sends)
+
+    {sends, atoms_sent, sent, unreachable} =
+      send_frames(subtrees, {id, frame, atoms, budget}, {state.sends, state.atoms_sent, 0, []})
+
     count(state, :forwarded, sent)
-    state = %{state | sends: sends}
+    state = %{state | sends: sends, atoms_sent: atoms_sent}
 
     Enum.reduce(unreachable, {session, state}, fn child, {session, state} ->
       give_up(state, session, child)
     end)
   end
 
-  # Returns the updated per-node send counts, how many were sent, and the
-  # children that are not connected.
-  defp send_frames(subtrees, message, sends, sent \\ 0, unreachable \\ [])
+  # Returns the updated per-node send counts and atom lists sent, how many
+  # frames were sent, and the children that are not connected. A child
+  # last sent the same atom list gets `:same` instead (see `parent_atoms/3`).
+  defp send_frames([], _message, acc), do: acc
 
-  defp send_frames([], _message, sends, sent, unreachable), do: {sends, sent, unreachable}
+  defp send_frames([{child, _} = subtree | rest], {id, frame, atoms, budget} = m, acc) do
+    {sends, atoms_sent, sent, unreachable} = acc
 
-  defp send_frames([{child, _} = subtree | rest], {id, frame, atoms, budget} = m, sends, sent, un) do
-    message = {:jido_bcast, id, node(), frame, atoms, subtree, budget}
+    {wire_atoms, atoms_sent} =
+      case atoms_sent do
+        %{^child => ^atoms} -> {:same, atoms_sent}
+        _ -> {atoms, Map.put(atoms_sent, child, atoms)}
+      end
+
+    message = {:jido_bcast, id, node(), frame, wire_atoms, subtree, budget}
 
     case :erlang.send({__MODULE__, child}, message, [:noconnect]) do
       :ok ->
@@ -754,10 +790,30 @@ defmodule Jido.Distributed.TreeBroadcast do
             _ -> Map.put(sends, child, 1)
           end
 
-        send_frames(rest, m, sends, sent + 1, un)
+        send_frames(rest, m, {sends, atoms_sent, sent + 1, unreachable})
 
       :noconnect ->
-        send_frames(rest, m, sends, sent, [child | un])
+        atoms_sent = Map.delete(atoms_sent, child)
+        send_frames(rest, m, {sends, atoms_sent, sent, [child | unreachable]})
+    end
+  end
+
+  # The atom list a parent sent with a frame, remembered per parent: a
+  # parent sends `:same` for the list it sent this node last (most signals
+  # of a stream have the same atoms, and each atom in a message costs
+  # encoding). `nil` for `:same` from a parent this process has no list
+  # of. Both sides forget a node when it goes down or comes up.
+  defp parent_atoms(state, parent, :same) do
+    case state.atoms_from do
+      %{^parent => atoms} -> {atoms, state}
+      _ -> {nil, state}
+    end
+  end
+
+  defp parent_atoms(state, parent, atoms) do
+    case state.atoms_from do
+      %{^parent => ^atoms} -> {atoms, state}
+      from -> {atoms, %{state | atoms_from: Map.put(from, parent, atoms)}}
     end
   end
 
