@@ -28,11 +28,11 @@ defmodule Jido.Distributed.TreeBroadcast do
   decode; `:same` when the child was last sent the same list, as for a
   stream of signals of one shape) and the child's own subtree. A node
   decodes the frame once, forwards the same bytes to its children with
-  their subtrees (no re-encoding) and delivers to its local subscribers. A leaf then reports
-  at once; an interior node confirms receipt to its parent (`{:got, id}`)
-  only if its subtree has not reported within a short while (half a sweep
-  interval to a sweep and a half, below), so in the usual case a parent
-  gets one ack per child and broadcast.
+  their subtrees (no re-encoding) and delivers to its local subscribers.
+  A leaf then reports at once; an interior node confirms receipt to its
+  parent (`{:got, id}`) only if its subtree has not reported within a
+  short while (half a sweep interval to a sweep and a half, below), so in
+  the usual case a parent gets one ack per child and broadcast.
 
   ## Completion
 
@@ -88,9 +88,10 @@ defmodule Jido.Distributed.TreeBroadcast do
       (`await/2`) to bound what is in flight.
     * The root's CPU per broadcast is about constant (encode once, send
       `:fanout` copies, take its children's reports), while a root that
-      sends to every member itself pays per member: below about 20 members
-      the direct sends cost the root less CPU; above, the tree root spends
-      less, more so the more members (`bench/broadcast.exs`).
+      sends to every member itself pays per member: at 8 members the direct
+      sends cost the root less CPU, at 16 about the same, above that the
+      tree root spends less, more so the more members
+      (`bench/broadcast.exs`).
 
   ## Settings
 
