@@ -25,13 +25,14 @@ defmodule Jido.Distributed.TreeBroadcast do
 
   the same frame bytes every time, with the list of atoms the frame
   contains (so the child's distribution layer creates them before the safe
-  decode) and the child's own subtree. A node decodes the frame once,
-  forwards the same bytes to its children with their subtrees (no
-  re-encoding) and delivers to its local subscribers. A leaf then reports
-  at once; an interior node confirms receipt to its parent (`{:got, id}`)
-  only if its subtree has not reported within a short while (half a sweep
-  interval to a sweep and a half, below), so in the usual case a parent
-  gets one ack per child and broadcast.
+  decode; `:same` when the child was last sent the same list, as for a
+  stream of signals of one shape) and the child's own subtree. A node
+  decodes the frame once, forwards the same bytes to its children with
+  their subtrees (no re-encoding) and delivers to its local subscribers.
+  A leaf then reports at once; an interior node confirms receipt to its
+  parent (`{:got, id}`) only if its subtree has not reported within a
+  short while (half a sweep interval to a sweep and a half, below), so in
+  the usual case a parent gets one ack per child and broadcast.
 
   ## Completion
 
@@ -87,9 +88,10 @@ defmodule Jido.Distributed.TreeBroadcast do
       (`await/2`) to bound what is in flight.
     * The root's CPU per broadcast is about constant (encode once, send
       `:fanout` copies, take its children's reports), while a root that
-      sends to every member itself pays per member: below about 20 members
-      the direct sends cost the root less CPU; above, the tree root spends
-      less, more so the more members (`bench/broadcast.exs`).
+      sends to every member itself pays per member: at 8 members the direct
+      sends cost the root less CPU, at 16 about the same, above that the
+      tree root spends less, more so the more members
+      (`bench/broadcast.exs`).
 
   ## Settings
 
@@ -129,6 +131,12 @@ defmodule Jido.Distributed.TreeBroadcast do
     :ack_messages,
     :malformed
   ]
+  # Bumps a counter; inlined, as it is on every broadcast's path.
+  defmacrop count(state, name, n \\ 1) do
+    index = Enum.find_index(@counter_names, &(&1 == name)) + 1
+    quote do: :counters.add(unquote(state).counters, unquote(index), unquote(n))
+  end
+
   # Acks to one parent are sent together: when idle, or at this many, or
   # when the oldest is this old.
   @max_acks 64
@@ -454,6 +462,9 @@ defmodule Jido.Distributed.TreeBroadcast do
        sessions: %{},
        recent: Recent.new(settings[:dedup_size], settings[:dedup_ttl_ms]),
        sends: %{},
+       # node => the atom list last sent to it, or received from it
+       atoms_sent: %{},
+       atoms_from: %{},
        # signal type => local subscribers, dropped when subscriptions change
        routes: %{},
        # parent => {count, acks newest first}; `acks_since` is when the
@@ -558,9 +569,10 @@ defmodule Jido.Distributed.TreeBroadcast do
 
   @impl true
   def handle_info({:jido_bcast, id, parent, frame, atoms, {me, children}, budget}, state)
-      when me == node() and is_atom(parent) and is_binary(frame) and is_list(atoms) and
-             is_list(children) and is_integer(budget) do
+      when me == node() and is_atom(parent) and is_binary(frame) and
+             (is_list(atoms) or atoms == :same) and is_list(children) and is_integer(budget) do
     count(state, :received)
+    {atoms, state} = parent_atoms(state, parent, atoms)
 
     cond do
       Map.has_key?(state.sessions, id) ->
@@ -584,7 +596,7 @@ defmodule Jido.Distributed.TreeBroadcast do
   end
 
   def handle_info({:jido_bcast_acks, child, acks}, state) when is_atom(child) and is_list(acks) do
-    noreply(Enum.reduce(acks, state, &handle_ack(&1, child, &2)))
+    noreply(handle_acks(acks, child, state))
   end
 
   def handle_info(:timeout, state), do: noreply(flush_acks(state))
@@ -593,6 +605,7 @@ defmodule Jido.Distributed.TreeBroadcast do
 
   def handle_info({:nodedown, node}, state) do
     :ets.delete_all_objects(@plans)
+    state = forget_atoms(state, node)
 
     state.sessions
     |> Enum.reduce(state, fn {_id, session}, state ->
@@ -606,9 +619,9 @@ defmodule Jido.Distributed.TreeBroadcast do
     |> noreply()
   end
 
-  def handle_info({:nodeup, _node}, state) do
+  def handle_info({:nodeup, node}, state) do
     :ets.delete_all_objects(@plans)
-    noreply(state)
+    noreply(forget_atoms(state, node))
   end
 
   def handle_info({:DOWN, ref, :process, pid, _reason}, state) do
@@ -648,30 +661,37 @@ defmodule Jido.Distributed.TreeBroadcast do
     noreply(state)
   end
 
+  defp forget_atoms(state, node) do
+    %{
+      state
+      | atoms_sent: Map.delete(state.atoms_sent, node),
+        atoms_from: Map.delete(state.atoms_from, node)
+    }
+  end
+
   # --- broadcasts ---------------------------------------------------------------
 
   # The root: send to the children first, then deliver here.
   defp start(state, id, signal, frame, atoms, {_root, children} = tree, timeout, fanout, waiter) do
     count(state, :started)
     now = now_ms()
+    data = %{frame: frame, atoms: atoms, deadline: now + timeout}
 
-    if Telemetry.available?() do
-      Telemetry.emit(
-        [:broadcast, :start],
-        %{system_time: System.system_time(), nodes: length(TreePlanner.nodes(tree))},
-        %{id: id, fanout: fanout, depth: TreePlanner.depth(tree)}
-      )
-    end
+    # `started` (for the stop event's duration) only when there is telemetry.
+    data =
+      if Telemetry.available?() do
+        Telemetry.emit(
+          [:broadcast, :start],
+          %{system_time: System.system_time(), nodes: length(TreePlanner.nodes(tree))},
+          %{id: id, fanout: fanout, depth: TreePlanner.depth(tree)}
+        )
 
-    session = %{
-      Session.new(id, node(), true)
-      | data: %{
-          frame: frame,
-          atoms: atoms,
-          deadline: now + timeout,
-          started: System.monotonic_time()
-        }
-    }
+        Map.put(data, :started, System.monotonic_time())
+      else
+        data
+      end
+
+    session = %{Session.new(id, node(), true) | data: data}
 
     session = if waiter, do: Session.add_parent(session, {:caller, waiter}), else: session
     {session, state} = send_children(state, session, children, now)
@@ -700,6 +720,18 @@ defmodule Jido.Distributed.TreeBroadcast do
 
     state = if signal && children == [], do: deliver(state, signal), else: state
 
+    # `:same` from a parent this process has no list of (it restarted):
+    # the frame decoded, so its atoms exist here.
+    atoms =
+      with nil <- atoms,
+           true <- signal != nil and children != [],
+           {:ok, atoms} <- Frame.atoms(frame, max_decoded_size: state.max_frame_size) do
+        atoms
+      else
+        atoms when is_list(atoms) -> atoms
+        _ -> []
+      end
+
     if children == [] do
       {delivered, missing} = if signal, do: {1, []}, else: {0, [node()]}
       state = %{state | recent: Recent.put(state.recent, id, {:done, delivered, missing}, now)}
@@ -720,22 +752,69 @@ defmodule Jido.Distributed.TreeBroadcast do
   # Sends the frame to each subtree's top node, with its subtree; a node
   # that is not connected is given up at once (its children adopted).
   defp send_children(state, session, subtrees, now) do
-    budget = child_budget(session.data.deadline - now)
-    Enum.reduce(subtrees, {session, state}, &send_child(&1, &2, budget, now))
+    %{id: id, data: %{frame: frame, atoms: atoms, deadline: deadline}} = session
+    budget = child_budget(deadline - now)
+    session = Session.sent_all(session, subtrees, now)
+
+    {sends, atoms_sent, sent, unreachable} =
+      send_frames(subtrees, {id, frame, atoms, budget}, {state.sends, state.atoms_sent, 0, []})
+
+    count(state, :forwarded, sent)
+    state = %{state | sends: sends, atoms_sent: atoms_sent}
+
+    Enum.reduce(unreachable, {session, state}, fn child, {session, state} ->
+      give_up(state, session, child)
+    end)
   end
 
-  defp send_child({child, _} = subtree, {session, state}, budget, now) do
-    %{frame: frame, atoms: atoms} = session.data
-    message = {:jido_bcast, session.id, node(), frame, atoms, subtree, budget}
-    session = Session.sent(session, subtree, now)
+  # Returns the updated per-node send counts and atom lists sent, how many
+  # frames were sent, and the children that are not connected. A child
+  # last sent the same atom list gets `:same` instead (see `parent_atoms/3`).
+  defp send_frames([], _message, acc), do: acc
+
+  defp send_frames([{child, _} = subtree | rest], {id, frame, atoms, budget} = m, acc) do
+    {sends, atoms_sent, sent, unreachable} = acc
+
+    {wire_atoms, atoms_sent} =
+      case atoms_sent do
+        %{^child => ^atoms} -> {:same, atoms_sent}
+        _ -> {atoms, Map.put(atoms_sent, child, atoms)}
+      end
+
+    message = {:jido_bcast, id, node(), frame, wire_atoms, subtree, budget}
 
     case :erlang.send({__MODULE__, child}, message, [:noconnect]) do
       :ok ->
-        count(state, :forwarded)
-        {session, %{state | sends: Map.update(state.sends, child, 1, &(&1 + 1))}}
+        sends =
+          case sends do
+            %{^child => n} -> %{sends | child => n + 1}
+            _ -> Map.put(sends, child, 1)
+          end
+
+        send_frames(rest, m, {sends, atoms_sent, sent + 1, unreachable})
 
       :noconnect ->
-        give_up(state, session, child)
+        atoms_sent = Map.delete(atoms_sent, child)
+        send_frames(rest, m, {sends, atoms_sent, sent, [child | unreachable]})
+    end
+  end
+
+  # The atom list a parent sent with a frame, remembered per parent: a
+  # parent sends `:same` for the list it sent this node last (most signals
+  # of a stream have the same atoms, and each atom in a message costs
+  # encoding). `nil` for `:same` from a parent this process has no list
+  # of. Both sides forget a node when it goes down or comes up.
+  defp parent_atoms(state, parent, :same) do
+    case state.atoms_from do
+      %{^parent => atoms} -> {atoms, state}
+      _ -> {nil, state}
+    end
+  end
+
+  defp parent_atoms(state, parent, atoms) do
+    case state.atoms_from do
+      %{^parent => ^atoms} -> {atoms, state}
+      from -> {atoms, %{state | atoms_from: Map.put(from, parent, atoms)}}
     end
   end
 
@@ -751,6 +830,11 @@ defmodule Jido.Distributed.TreeBroadcast do
         send_children(state, session, adopted, now_ms())
     end
   end
+
+  defp handle_acks([], _child, state), do: state
+
+  defp handle_acks([ack | rest], child, state),
+    do: handle_acks(rest, child, handle_ack(ack, child, state))
 
   defp handle_ack({:got, id}, child, state) do
     case state.sessions do
@@ -842,7 +926,7 @@ defmodule Jido.Distributed.TreeBroadcast do
           ack(state, parent, {:done, session.id, delivered, missing})
       end)
 
-    if started = session.data[:started] do
+    with %{started: started} <- session.data do
       Telemetry.emit(
         [:broadcast, :stop],
         %{
@@ -981,10 +1065,4 @@ defmodule Jido.Distributed.TreeBroadcast do
   defp schedule_prune(ttl_ms), do: Process.send_after(self(), :prune, max(div(ttl_ms, 2), 1_000))
 
   defp now_ms, do: :erlang.monotonic_time(:millisecond)
-
-  defp count(state, name, n \\ 1), do: :counters.add(state.counters, index(name), n)
-
-  for {name, index} <- Enum.with_index(@counter_names, 1) do
-    defp index(unquote(name)), do: unquote(index)
-  end
 end

@@ -4,7 +4,8 @@
 use crate::atoms;
 use jido_core::etf;
 use jido_core::frame::{self, Compression, DecodeLimits};
-use rustler::{Atom, Binary, Encoder, Env, ListIterator, NewBinary, Term};
+use rustler::types::tuple::get_tuple;
+use rustler::{Atom, Binary, Encoder, Env, ListIterator, MapIterator, NewBinary, Term, TermType};
 
 fn compression(mode: Atom) -> Compression {
     if mode == atoms::none() {
@@ -120,20 +121,94 @@ fn frame_header(bin: Binary) -> Result<(u32, u32, u32, bool), Atom> {
 }
 
 /// Encodes `terms` into a frame and lists the distinct atoms they contain,
-/// walking the entries before compression. The terms are this node's, so
-/// their atoms exist here: each is looked up (never created). Returns
+/// walking the terms themselves when they hold only maps, lists, tuples and
+/// scalars (the usual signal), else the entries' ETF before compression,
+/// each atom then looked up by name (never created: the terms are this
+/// node's, so their atoms exist here). Returns
 /// `{frame, atoms, names}`: `names` holds, as binaries, the names this NIF
 /// version cannot look up (UTF-8 beyond Latin-1), for the caller to convert.
 fn encode_atoms<'a>(env: Env<'a>, terms: ListIterator<'a>, mode: Atom) -> Result<Term<'a>, Atom> {
-    let encoded: Vec<_> = terms.map(Term::to_binary).collect();
+    let terms_copy: Vec<Term<'a>> = terms.collect();
+    let encoded: Vec<_> = terms_copy.iter().map(|t| t.to_binary()).collect();
     let slices: Vec<&[u8]> = encoded.iter().map(|b| b.as_slice()).collect();
     let bytes = frame::encode(&slices, compression(mode)).map_err(atoms::frame_error)?;
-    let texts = etf::distinct_atom_texts(&slices).map_err(|_| atoms::bad_term())?;
     let mut out = NewBinary::new(env, bytes.len());
     out.as_mut_slice().copy_from_slice(&bytes);
     let frame: Binary = out.into();
+    // The usual signal (maps, lists, tuples, scalars) is walked as terms:
+    // its atoms are at hand, no lookup by name needed.
+    let mut found: Vec<Atom> = Vec::new();
+    if terms_copy
+        .into_iter()
+        .all(|term| collect_atoms(term, &mut found, TERM_WALK_DEPTH))
+    {
+        return Ok((frame, found, Vec::<Term>::new()).encode(env));
+    }
+    let texts = etf::distinct_atom_texts(&slices).map_err(|_| atoms::bad_term())?;
     let (found, names) = atoms::lookup_existing(env, texts.iter().copied());
     Ok((frame, found, names).encode(env))
+}
+
+/// How deep `collect_atoms` walks, and how many distinct atoms it
+/// collects, before leaving the terms to the ETF walk.
+const TERM_WALK_DEPTH: usize = 64;
+const TERM_WALK_ATOMS: usize = 64;
+
+/// Adds the distinct atoms of `term` to `found` by walking the term itself.
+/// False (with `found` partly filled) for what it does not walk: pids,
+/// ports, references and funs (whose atoms are inside them), and nesting
+/// deeper than `depth` or more atoms than `TERM_WALK_ATOMS`.
+fn collect_atoms(term: Term, found: &mut Vec<Atom>, depth: usize) -> bool {
+    if depth == 0 {
+        return false;
+    }
+    match term.get_type() {
+        TermType::Atom => {
+            if let Ok(atom) = Atom::from_term(term) {
+                if !found.contains(&atom) {
+                    found.push(atom);
+                }
+            }
+            // Past a few dozen distinct atoms the linear search loses to
+            // the ETF walk's hashing.
+            found.len() <= TERM_WALK_ATOMS
+        }
+        TermType::Binary | TermType::Integer | TermType::Float => true,
+        TermType::Map => match MapIterator::new(term) {
+            Some(entries) => {
+                let mut complete = true;
+                for (key, value) in entries {
+                    complete = complete
+                        && collect_atoms(key, found, depth - 1)
+                        && collect_atoms(value, found, depth - 1);
+                    if !complete {
+                        break;
+                    }
+                }
+                complete
+            }
+            None => false,
+        },
+        TermType::List => {
+            // Cell by cell, so an improper tail is walked too; long lists
+            // do not deepen the recursion.
+            let mut rest = term;
+            while let Ok((head, tail)) = rest.list_get_cell() {
+                if !collect_atoms(head, found, depth - 1) {
+                    return false;
+                }
+                rest = tail;
+            }
+            rest.is_empty_list() || collect_atoms(rest, found, depth - 1)
+        }
+        TermType::Tuple => match get_tuple(term) {
+            Ok(elements) => elements
+                .into_iter()
+                .all(|element| collect_atoms(element, found, depth - 1)),
+            Err(_) => false,
+        },
+        _ => false,
+    }
 }
 
 #[rustler::nif]

@@ -126,6 +126,20 @@ defmodule Jido.Distributed.FrameTest do
                Enum.sort([:日本, :ok, :plain, :ünï, :x, :extra, node()])
     end
 
+    test "encode_with_atoms lists the atoms of plain terms, deep, wide or improper ones too" do
+      deep = Enum.reduce(1..100, :bottom, &{&1, [&2]})
+      wide = Map.new(1..100, &{:"wide_key_#{&1}", &1})
+      improper = [:a, [:b | :c], {:d, %{e: [1.5, "f" | :g]}}]
+
+      for terms <- [[improper], [deep], [wide], [%{}, [], {}, 1, "x"], [true, nil, false]] do
+        {:ok, frame, atoms} = Frame.encode_with_atoms(terms)
+        assert {:ok, listed} = Frame.atoms(frame)
+        assert Enum.sort(atoms) == Enum.sort(listed)
+        assert length(atoms) == length(Enum.uniq(atoms))
+        assert Frame.decode(frame) == {:ok, terms}
+      end
+    end
+
     test "atoms of a broken frame is an error" do
       assert Frame.atoms("nope") == {:error, :bad_magic}
     end

@@ -134,6 +134,30 @@ defmodule Jido.Distributed.TreeBroadcastLocalTest do
     assert after_.duplicates - before.duplicates == 1
   end
 
+  test "a frame sent with :same instead of its atoms is relayed, remembered list or not" do
+    t = type("same")
+    :ok = TreeBroadcast.subscribe(t)
+    before = counters()
+
+    for parent <- [:forgotten@nohost, :remembered@nohost] do
+      {:ok, frame, atoms} = Frame.encode_with_atoms([signal(t)])
+      if parent == :remembered@nohost, do: send(TreeBroadcast, bcast(parent, frame, atoms))
+      # An interior node: its unreachable child is given up at once.
+      send(TreeBroadcast, bcast(parent, frame, :same, [{:child@nohost, []}]))
+    end
+
+    for _ <- 1..3, do: assert_receive({:signal, %{type: ^t}})
+    refute_receive {:signal, _}, 50
+    after_ = counters()
+    assert after_.malformed == before.malformed
+    assert after_.failed_children - before.failed_children == 2
+  end
+
+  defp bcast(parent, frame, atoms, children \\ []) do
+    id = {:someone@else, 3, System.unique_integer([:positive])}
+    {:jido_bcast, id, parent, frame, atoms, {node(), children}, 1_000}
+  end
+
   test "a frame that does not decode is counted, not delivered" do
     before = counters()
     id = {:someone@else, 2, System.unique_integer([:positive])}

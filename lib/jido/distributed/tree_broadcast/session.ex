@@ -101,6 +101,24 @@ defmodule Jido.Distributed.TreeBroadcast.Session do
   def sent(%__MODULE__{} = s, {child, _} = subtree, now \\ 0),
     do: %{s | pending: Map.put(s.pending, child, {subtree, :sent, now})}
 
+  @doc """
+  Records that the children at the top of `subtrees` were sent the frame
+  at `now`, as `sent/3` does for each.
+
+      iex> alias Jido.Distributed.TreeBroadcast.Session
+      iex> s = Session.new(:id, :a@h, true)
+      iex> Session.sent_all(s, [{:b@h, []}, {:c@h, []}], 5) ==
+      ...>   s |> Session.sent({:b@h, []}, 5) |> Session.sent({:c@h, []}, 5)
+      true
+  """
+  @spec sent_all(t(), [TreePlanner.tree()], integer()) :: t()
+  def sent_all(%__MODULE__{pending: pending} = s, subtrees, now \\ 0) do
+    sent =
+      :maps.from_list(for {child, _} = subtree <- subtrees, do: {child, {subtree, :sent, now}})
+
+    %{s | pending: if(pending == %{}, do: sent, else: Map.merge(pending, sent))}
+  end
+
   @doc "Records that `child` confirmed receipt; ignored unless it is pending."
   @spec received(t(), node()) :: t()
   def received(%__MODULE__{} = s, child) do
@@ -224,6 +242,8 @@ defmodule Jido.Distributed.TreeBroadcast.Session do
 
   @doc "The totals: `{delivered, missing}`, missing sorted and without duplicates."
   @spec result(t()) :: {non_neg_integer(), [node()]}
+  def result(%__MODULE__{delivered: delivered, missing: []}), do: {delivered, []}
+
   def result(%__MODULE__{delivered: delivered, missing: missing}),
     do: {delivered, missing |> Enum.uniq() |> Enum.sort()}
 end
