@@ -144,7 +144,8 @@ defmodule Jido.Distributed.Test.Traffic do
   second by `mode`, waits for every delivery, checks exactly-once delivery,
   and returns what crossed the network between the sender and the receivers:
   distribution packets and bytes (both directions, so acks count), remote
-  sends, and send-to-delivery latencies (sorted, microseconds).
+  sends, and send-to-delivery latencies (sorted, microseconds). In `:ours`
+  mode the sender's Links are started before timing starts.
   """
   @spec run_paced(node(), [node()], [map()], pos_integer(), mode(), keyword()) :: map()
   def run_paced(sender, receivers, signals, rate, mode, opts \\ []) do
@@ -154,6 +155,15 @@ defmodule Jido.Distributed.Test.Traffic do
 
     targets =
       for node <- receivers, _ <- 1..Keyword.get(opts, :per_node, 10), do: Collector.start(node)
+
+    # Links start on first use; start them before timing, as the plain
+    # baseline's connections are up already: steady state is measured.
+    if mode == :ours do
+      for node <- receivers do
+        Cluster.rpc(sender, Jido.Distributed.Transport.Link, :ensure_started, [node])
+        Cluster.rpc(sender, Jido.Distributed, :flush, [node])
+      end
+    end
 
     before_dist = cluster_dist_sent(sender, receivers)
     before_sends = our_remote_sends(sender, receivers)

@@ -166,7 +166,7 @@ defmodule Jido.Distributed.Transport.Link do
 
   @impl true
   def handle_continue(:start, state) do
-    state = if state.connected, do: set_batch_size(state), else: state
+    if state.connected, do: learn_batch_size(state)
     {:noreply, resume(state)}
   end
 
@@ -195,6 +195,12 @@ defmodule Jido.Distributed.Transport.Link do
   end
 
   def handle_info(:flush_full, state), do: {:noreply, do_flush(state, :size)}
+
+  def handle_info({:distance_class, node, class}, %{node: node} = state) do
+    size = Optimizer.batch_size(class, Options.get(:batch_sizes))
+    :atomics.put(state.notify, 2, size)
+    {:noreply, %{state | batch_size: size}}
+  end
 
   def handle_info(:linger, state),
     do: {:noreply, do_flush(%{state | linger_timer: nil}, :timeout)}
@@ -229,7 +235,9 @@ defmodule Jido.Distributed.Transport.Link do
   end
 
   def handle_info({:nodeup, node}, %{node: node} = state) do
-    {:noreply, state |> Map.put(:connected, true) |> set_batch_size() |> resume()}
+    state = %{state | connected: true}
+    learn_batch_size(state)
+    {:noreply, resume(state)}
   end
 
   def handle_info({:nodedown, node}, %{node: node} = state) do
@@ -273,10 +281,13 @@ defmodule Jido.Distributed.Transport.Link do
     |> do_flush(:reconnect)
   end
 
-  defp set_batch_size(state) do
-    size = Optimizer.batch_size(Location.class_of(state.node), Options.get(:batch_sizes))
-    :atomics.put(state.notify, 2, size)
-    %{state | batch_size: size}
+  # The batch size follows the node's distance class. Learning the class
+  # may ask the node for its labels: do it aside, so the first signals on
+  # a new link do not wait for that round trip.
+  defp learn_batch_size(state) do
+    link = self()
+    node = state.node
+    spawn(fn -> send(link, {:distance_class, node, Location.class_of(node)}) end)
   end
 
   defp do_flush(%{connected: false} = state, _trigger), do: state
