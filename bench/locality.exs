@@ -64,6 +64,10 @@ runner_opts =
 :rand.seed(:exsss, {seed, seed, seed})
 
 Logger.configure(level: :warning)
+# Works with `mix run` and with `mix run --no-start`: this node's
+# Directory must run, as it routes in part 2.
+Cluster.ensure_distributed()
+{:ok, _} = Application.ensure_all_started(:jido_distributed)
 IO.puts("starting 4 peer nodes...")
 
 nodes =
@@ -253,30 +257,14 @@ random_type = fn ->
   Enum.join([Enum.random(big_domains), Enum.random(big_entities), Enum.random(actions)], ".")
 end
 
-# As in bench/pattern_index.exs: 60% exact, 15% `*`, 25% `**`.
-random_pattern = fn ->
-  d = Enum.random(big_domains)
-  e = Enum.random(big_entities)
-  a = Enum.random(actions)
-
-  case :rand.uniform(20) do
-    n when n <= 12 -> random_type.()
-    13 -> "#{d}.*.#{a}"
-    14 -> "#{d}.#{e}.*"
-    15 -> "*.#{e}.#{a}"
-    16 -> "#{d}.**"
-    17 -> "#{d}.#{e}.**"
-    18 -> "**.#{a}"
-    19 -> "#{d}.**.#{a}"
-    20 -> "**.#{e}.**"
-  end
-end
-
 patterns =
-  Stream.repeatedly(random_pattern)
-  |> Stream.uniq()
-  |> Enum.take(pattern_total)
-  |> List.to_tuple()
+  Jido.Distributed.Bench.Patterns.distinct(
+    pattern_total,
+    big_domains,
+    big_entities,
+    actions,
+    random_type
+  )
 
 IO.puts("part 2: registering #{big_agents} agents with #{pattern_total} patterns...")
 

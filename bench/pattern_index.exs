@@ -9,6 +9,7 @@
 # that many, chosen at random.
 #
 # Prints median/p99 µs per lookup and writes bench/results/pattern_index.json.
+Code.require_file("support/patterns.ex", __DIR__)
 
 alias Jido.Distributed.{CapabilityIndex, Pattern}
 
@@ -47,30 +48,8 @@ random_type = fn ->
     else: Enum.join([Enum.random(domains), Enum.random(entities), Enum.random(actions)], ".")
 end
 
-# 60% exact, 15% `*`, 25% `**` in various positions.
-random_pattern = fn ->
-  d = Enum.random(domains)
-  e = Enum.random(entities)
-  a = Enum.random(actions)
-
-  case :rand.uniform(20) do
-    n when n <= 12 -> random_type.()
-    13 -> "#{d}.*.#{a}"
-    14 -> "#{d}.#{e}.*"
-    15 -> "*.#{e}.#{a}"
-    16 -> "#{d}.**"
-    17 -> "#{d}.#{e}.**"
-    18 -> "**.#{a}"
-    19 -> "#{d}.**.#{a}"
-    20 -> "**.#{e}.**"
-  end
-end
-
 patterns =
-  Stream.repeatedly(random_pattern)
-  |> Stream.uniq()
-  |> Enum.take(pattern_count)
-  |> List.to_tuple()
+  Jido.Distributed.Bench.Patterns.distinct(pattern_count, domains, entities, actions, random_type)
 
 entries =
   for agent <- 1..agents, _ <- 1..:rand.uniform(per_agent) do
