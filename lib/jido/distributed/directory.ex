@@ -348,7 +348,7 @@ defmodule Jido.Distributed.Directory do
   @impl true
   def init(_opts) do
     settings = Options.get(:directory)
-    {pg_ref, groups} = :pg.monitor_scope(@scope)
+    {pg_ref, groups} = watch_scope()
 
     {loads, capacity} =
       case view() do
@@ -384,6 +384,36 @@ defmodule Jido.Distributed.Directory do
     :ok = :pg.join(@scope, @group, self())
     state = groups |> Map.get(@group, []) |> Enum.reduce(state, &subscribe/2)
     {:ok, publish(state)}
+  end
+
+  # `:pg.monitor_scope/1` from a linked forwarder, not from this process:
+  # OTP 25's pg crashes (a case clause in its 'DOWN' handler) when one
+  # process both joined a group and monitors the scope, and dies. The
+  # forwarder passes the scope's join/leave messages on unchanged, in order,
+  # and dies with this process.
+  defp watch_scope do
+    directory = self()
+
+    watcher =
+      spawn_link(fn ->
+        {ref, groups} = :pg.monitor_scope(@scope)
+        send(directory, {:scope_watch, self(), ref, groups})
+        forward_scope_events(directory)
+      end)
+
+    receive do
+      {:scope_watch, ^watcher, ref, groups} -> {ref, groups}
+    after
+      5_000 -> exit({:pg_scope_unavailable, @scope})
+    end
+  end
+
+  defp forward_scope_events(directory) do
+    receive do
+      message -> send(directory, message)
+    end
+
+    forward_scope_events(directory)
   end
 
   # After a restart: keep the local agents found in the tables (monitoring
