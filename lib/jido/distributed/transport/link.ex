@@ -299,11 +299,11 @@ defmodule Jido.Distributed.Transport.Link do
     :atomics.put(state.notify, 1, 0)
     %{pending_bytes: pending_bytes, unacked_frames: unacked} = LinkBuffer.stats(state.buffer)
     state = if unacked == 0, do: %{state | last_progress: now_ms()}, else: state
-    totals = drain(state, pending_bytes, {0, 0, 0, 0})
 
-    case totals do
+    case drain(state, pending_bytes, {0, 0, 0, 0}) do
+      # Nothing went out: the link stays idle, so the next signal goes at once.
       {0, _, _, _} ->
-        :ok
+        arm_check(%{state | linger_timer: nil})
 
       {frames, signals, raw, wire} ->
         Telemetry.emit(
@@ -311,9 +311,9 @@ defmodule Jido.Distributed.Transport.Link do
           %{frames: frames, signals: signals, raw_bytes: raw, wire_bytes: wire},
           %{node: state.node, trigger: trigger}
         )
-    end
 
-    arm_check(%{state | linger_timer: nil, last_flush: now_us()})
+        arm_check(%{state | linger_timer: nil, last_flush: now_us()})
+    end
   end
 
   defp drain(state, pending_bytes, {frames, signals, raw, wire} = acc) do

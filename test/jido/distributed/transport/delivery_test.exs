@@ -159,6 +159,9 @@ defmodule Jido.Distributed.Transport.DeliveryTest do
   test "a lone signal on an idle link goes out at once, without waiting for the linger time" do
     [a, b] = start_cluster(2, env: [link: [linger_ms: 60_000]])
     collector = Collector.start(b)
+    # A started link whose flushes had nothing to send is still idle.
+    Cluster.rpc(a, Jido.Distributed.Transport.Link, :ensure_started, [b])
+    :ok = Cluster.rpc(a, Jido.Distributed, :flush, [b])
     signal = %{id: "1", type: "t", data: %{sender: :a, seq: 1}}
     assert :ok = Cluster.rpc(a, Jido.Distributed, :send, [collector, signal])
     # It arrives long before the 60 s linger could expire.
