@@ -105,10 +105,6 @@ defmodule Jido.Distributed.Directory do
 
   # -- API ----------------------------------------------------------------------
 
-  @doc false
-  def child_spec(opts),
-    do: %{id: __MODULE__, start: {__MODULE__, :start_link, [opts]}, type: :worker}
-
   @doc """
   Starts the Directory, registered under the module name. It needs the
   `scope/0` `:pg` scope and `Jido.Distributed.Directory.Store` running; the

@@ -156,10 +156,6 @@ defmodule Jido.Distributed.TreeBroadcast do
   """
   @type result :: %{delivered: non_neg_integer(), missing: [node()]}
 
-  @doc false
-  def child_spec(opts),
-    do: %{id: __MODULE__, start: {__MODULE__, :start_link, [opts]}, type: :worker}
-
   @doc "Starts the node's broadcast process, registered under the module name."
   @spec start_link(keyword()) :: GenServer.on_start()
   def start_link(opts \\ []), do: GenServer.start_link(__MODULE__, opts, name: __MODULE__)

@@ -21,10 +21,6 @@ defmodule Jido.Distributed.Directory.Store do
   @local :jido_distributed_directory_local
   @remote :jido_distributed_directory_remote
 
-  @doc false
-  def child_spec(opts),
-    do: %{id: __MODULE__, start: {__MODULE__, :start_link, [opts]}, type: :worker}
-
   @doc "Starts the store (one per node, registered under the module name)."
   @spec start_link(keyword()) :: GenServer.on_start()
   def start_link(opts \\ []), do: GenServer.start_link(__MODULE__, opts, name: __MODULE__)

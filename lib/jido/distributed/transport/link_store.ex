@@ -41,10 +41,6 @@ defmodule Jido.Distributed.Transport.LinkStore do
           {node(), LinkBuffer.t(), pos_integer(), :atomics.atomics_ref(),
            :counters.counters_ref(), pid() | nil}
 
-  @doc false
-  def child_spec(opts),
-    do: %{id: __MODULE__, start: {__MODULE__, :start_link, [opts]}, type: :worker}
-
   @doc "Starts the store (one per node, registered under the module name)."
   @spec start_link(keyword()) :: GenServer.on_start()
   def start_link(opts \\ []), do: GenServer.start_link(__MODULE__, opts, name: __MODULE__)
