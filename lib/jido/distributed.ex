@@ -139,9 +139,7 @@ defmodule Jido.Distributed do
   def dispatch(entries, opts \\ []) when is_list(entries) do
     format = Keyword.get(opts, :message_format, :signal)
 
-    unless Message.valid?(format) do
-      Message.format(nil, format)
-    end
+    :ok = Message.validate!(format)
 
     {entries, unknown} = resolve_agents(entries)
     {valid, invalid} = Enum.split_with(entries, &valid_entry?/1)

@@ -27,16 +27,9 @@ defmodule Jido.Distributed.Dispatch do
     target = Keyword.get(opts, :target)
     format = Keyword.get(opts, :message_format, :signal)
 
-    cond do
-      not valid_target?(target) ->
-        {:error, "the :target option must be a pid or {name, node}, got: #{inspect(target)}"}
-
-      not Message.valid?(format) ->
-        {:error,
-         "the :message_format option must be :signal, :raw, {:tag, atom} or a 1-arity function, got: #{inspect(format)}"}
-
-      true ->
-        {:ok, Keyword.merge(opts, target: target, message_format: format)}
+    with :ok <- validate_target(target),
+         :ok <- Message.validate(format) do
+      {:ok, Keyword.merge(opts, target: target, message_format: format)}
     end
   end
 
@@ -53,7 +46,9 @@ defmodule Jido.Distributed.Dispatch do
     end
   end
 
-  defp valid_target?(pid) when is_pid(pid), do: true
-  defp valid_target?({name, node}) when is_atom(name) and is_atom(node), do: true
-  defp valid_target?(_), do: false
+  defp validate_target(pid) when is_pid(pid), do: :ok
+  defp validate_target({name, node}) when is_atom(name) and is_atom(node), do: :ok
+
+  defp validate_target(target),
+    do: {:error, "the :target option must be a pid or {name, node}, got: #{inspect(target)}"}
 end

@@ -28,9 +28,28 @@ defmodule Jido.Distributed.Message do
   def format(signal, {:tag, tag}) when is_atom(tag), do: {tag, signal}
   def format(signal, fun) when is_function(fun, 1), do: fun.(signal)
 
-  def format(_signal, other) do
-    raise ArgumentError,
-          "the :message_format option must be :signal, :raw, {:tag, atom} or a 1-arity function, got: #{inspect(other)}"
+  def format(_signal, other), do: raise(ArgumentError, invalid(other))
+
+  @doc """
+  Checks a message format: `:ok`, or `{:error, message}` naming the option
+  and the bad value.
+
+      iex> Jido.Distributed.Message.validate(:raw)
+      :ok
+      iex> Jido.Distributed.Message.validate(:xml)
+      {:error, "the :message_format option must be :signal, :raw, {:tag, atom} or a 1-arity function, got: :xml"}
+  """
+  @spec validate(term()) :: :ok | {:error, String.t()}
+  def validate(format), do: if(valid?(format), do: :ok, else: {:error, invalid(format)})
+
+  @doc "Like `validate/1`, but raises `ArgumentError`."
+  @spec validate!(term()) :: :ok
+  def validate!(format),
+    do: if(valid?(format), do: :ok, else: raise(ArgumentError, invalid(format)))
+
+  defp invalid(format) do
+    "the :message_format option must be :signal, :raw, {:tag, atom} or a 1-arity function, " <>
+      "got: #{inspect(format)}"
   end
 
   @doc "True when `format` is a valid message format."

@@ -254,10 +254,7 @@ defmodule Jido.Distributed.TreeBroadcast do
     pid = pid!(opts[:pid])
     format = opts[:message_format]
 
-    unless Message.valid?(format) do
-      raise ArgumentError,
-            "the :message_format option must be :signal, :raw, {:tag, atom} or a 1-arity function, got: #{inspect(format)}"
-    end
+    :ok = Message.validate!(format)
 
     with {:ok, compiled} <- Pattern.compile(pattern) do
       GenServer.call(__MODULE__, {:subscribe, pid, compiled.source, format})
