@@ -94,10 +94,7 @@ defmodule Jido.Distributed do
   end
 
   defp deliver({:agent, id}, message) do
-    case Directory.whereis(id) do
-      %{pid: pid} -> deliver(pid, message)
-      nil -> {:error, {:unknown_agent, id}}
-    end
+    with {:ok, pid} <- resolve_agent(id), do: deliver(pid, message)
   end
 
   defp deliver(pid, message) when is_pid(pid) and node(pid) == node() do
@@ -287,9 +284,9 @@ defmodule Jido.Distributed do
       {resolved, unknown} =
         Enum.reduce(entries, {[], []}, fn
           {{:agent, id} = target, signal}, {resolved, unknown} ->
-            case Directory.whereis(id) do
-              %{pid: pid} -> {[{pid, signal} | resolved], unknown}
-              nil -> {resolved, [{target, {:unknown_agent, id}} | unknown]}
+            case resolve_agent(id) do
+              {:ok, pid} -> {[{pid, signal} | resolved], unknown}
+              {:error, reason} -> {resolved, [{target, reason} | unknown]}
             end
 
           entry, {resolved, unknown} ->
@@ -299,6 +296,13 @@ defmodule Jido.Distributed do
       {Enum.reverse(resolved), Enum.reverse(unknown)}
     else
       {entries, []}
+    end
+  end
+
+  defp resolve_agent(id) do
+    case Directory.whereis(id) do
+      %{pid: pid} -> {:ok, pid}
+      nil -> {:error, {:unknown_agent, id}}
     end
   end
 
