@@ -20,8 +20,27 @@ defmodule Jido.Distributed.Test.Collector do
 
     Node.spawn(node, fn ->
       if name, do: Process.register(self(), name)
-      loop(%{received: 0, seen: MapSet.new(), last: %{}, violations: 0, latencies: []})
+
+      loop(%{
+        received: 0,
+        seen: MapSet.new(),
+        last: %{},
+        violations: 0,
+        latencies: [],
+        notify: nil
+      })
     end)
+  end
+
+  @doc """
+  Asks a collector to send `{:collected, collector}` to `target` once it
+  has received `count` signals in all (at once if it already has). One
+  request at a time: a new one replaces the last.
+  """
+  @spec notify_at(pid(), non_neg_integer(), pid()) :: :ok
+  def notify_at(pid, count, target \\ self()) do
+    send(pid, {:notify_at, count, target})
+    :ok
   end
 
   @doc "Asks a collector for its report."
@@ -65,7 +84,10 @@ defmodule Jido.Distributed.Test.Collector do
   defp loop(state) do
     receive do
       {:signal, signal} ->
-        loop(record(state, signal))
+        state |> record(signal) |> maybe_notify() |> loop()
+
+      {:notify_at, count, target} ->
+        loop(maybe_notify(%{state | notify: {count, target}}))
 
       {:report, from, ref} ->
         send(from, {ref, summarize(state)})
@@ -75,6 +97,14 @@ defmodule Jido.Distributed.Test.Collector do
         :ok
     end
   end
+
+  defp maybe_notify(%{notify: {count, target}, received: received} = state)
+       when received >= count do
+    send(target, {:collected, self()})
+    %{state | notify: nil}
+  end
+
+  defp maybe_notify(state), do: state
 
   defp record(state, signal) do
     now = :os.system_time(:microsecond)

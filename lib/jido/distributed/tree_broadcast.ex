@@ -34,6 +34,22 @@ defmodule Jido.Distributed.TreeBroadcast do
   short while (half a sweep interval to a sweep and a half, below), so in
   the usual case a parent gets one ack per child and broadcast.
 
+  ## Batches
+
+  Broadcasts started on one node while its broadcast process is busy
+  travel together: when the process takes a broadcast, it also takes the
+  ones already queued behind it for the same tree (same members, fanout
+  and timeout), up to 64 or 64 KiB of signals, and sends them as one batch:
+  one frame holding every signal, one message per child, one session, one
+  report per child. Nothing waits to fill a batch, so a lone broadcast
+  leaves at once; under a stream of broadcasts the per-broadcast work of
+  every node (the root's sends, each node's decode, receipts and reports)
+  is shared by the whole batch. Batches leave in the order their
+  broadcasts were started, and each node delivers a batch's signals in
+  order. On the wire and in every node's sessions, a batch is known by its
+  first broadcast's id; every broadcast of a batch gets the batch's
+  result.
+
   ## Completion
 
   Each node reports to its parent once its whole subtree is accounted for:
@@ -121,6 +137,7 @@ defmodule Jido.Distributed.TreeBroadcast do
   @subscriptions :jido_distributed_broadcast_subscriptions
   @counter_names [
     :started,
+    :batches,
     :received,
     :duplicates,
     :delivered,
@@ -142,6 +159,11 @@ defmodule Jido.Distributed.TreeBroadcast do
   @max_acks 64
   @ack_linger_ms 5
   @max_routes 1_024
+  # Most broadcasts sent together in one frame, and most bytes of signals
+  # (in external term format) in it, so a batch's frame is encoded and
+  # decoded on a normal scheduler (see `Jido.Distributed.Frame`).
+  @max_batch 64
+  @max_batch_bytes 64 * 1024
   # Extra time a caller of an awaited broadcast gives the server beyond
   # the broadcast timeout, which already bounds the reply.
   @call_slack_ms 5_000
@@ -181,8 +203,9 @@ defmodule Jido.Distributed.TreeBroadcast do
       node; its nodes are the members and `:nodes` and `:fanout` are
       ignored.
 
-  Returns `{:error, reason}` if the signal cannot be framed (for example
-  `:too_large` beyond the `:max_frame_size` setting).
+  Returns `{:error, :too_large}` at once for a signal larger, in external
+  term format, than the `:max_frame_size` setting (no member could decode
+  it).
 
       iex> {:ok, %{delivered: 1, missing: []}} =
       ...>   Jido.Distributed.TreeBroadcast.broadcast(%{id: "1", type: "demo"}, nodes: [])
@@ -194,7 +217,7 @@ defmodule Jido.Distributed.TreeBroadcast do
           {:ok, result()} | {:ok, id()} | {:error, Frame.error_reason()}
   def broadcast(signal, opts \\ []) when is_list(opts) do
     signal!(signal)
-    {fanout, timeout} = defaults()
+    {fanout, timeout, max_frame_size} = defaults()
 
     opts =
       parse_opts(opts, %{nodes: nil, fanout: fanout, timeout: timeout, await: true, tree: nil})
@@ -202,9 +225,9 @@ defmodule Jido.Distributed.TreeBroadcast do
     planned = if opts.tree, do: {:ok, opts.tree}, else: plan(opts.nodes, opts.fanout)
 
     with {:ok, tree} <- planned,
-         {:ok, frame, atoms} <- Frame.encode_with_atoms([signal]) do
+         {:ok, size} <- framed_size(signal, max_frame_size) do
       id = {node(), :persistent_term.get({__MODULE__, :instance}, 0), next_counter()}
-      start = {:start, id, signal, frame, atoms, tree, opts.timeout, opts.fanout}
+      start = {:start, id, signal, size, tree, opts.timeout, opts.fanout}
 
       if opts.await do
         GenServer.call(__MODULE__, start, opts.timeout + @call_slack_ms)
@@ -217,11 +240,14 @@ defmodule Jido.Distributed.TreeBroadcast do
 
   @doc """
   Waits for the broadcast `id`, started on this node with `await: false`,
-  and returns its result. Returns `{:error, :unknown_broadcast}` for an id
+  and returns its result, or `{:error, reason}` if it could not be framed
+  (`t:Jido.Distributed.Frame.error_reason/0`). Returns
+  `{:error, :unknown_broadcast}` for an id
   this node did not start or no longer remembers (see the `:dedup_size` and
   `:dedup_ttl_ms` settings). Exits if nothing comes within `timeout`.
   """
-  @spec await(id(), timeout()) :: {:ok, result()} | {:error, :unknown_broadcast}
+  @spec await(id(), timeout()) ::
+          {:ok, result()} | {:error, :unknown_broadcast | Frame.error_reason()}
   def await(id, timeout \\ :infinity)
 
   def await({root, _, _} = id, timeout) when root == node(),
@@ -279,7 +305,8 @@ defmodule Jido.Distributed.TreeBroadcast do
   @doc """
   This node's broadcast counters and state:
 
-    * `counters` - `started` (broadcasts rooted here), `received` (frames
+    * `counters` - `started` (broadcasts rooted here), `batches` (the
+      batches they left in, see "Batches"), `received` (frames
       from parents, repeats included), `duplicates`, `delivered` (messages
       to local subscribers), `forwarded` (frames sent to children, adoptions
       included), `adopted` (subtrees taken over from failed children),
@@ -345,6 +372,13 @@ defmodule Jido.Distributed.TreeBroadcast do
 
   defp next_counter, do: :erlang.unique_integer([:positive, :monotonic])
 
+  # The signal's size in external term format, which its frame entry has;
+  # a signal that no member could decode is refused here.
+  defp framed_size(signal, max_frame_size) do
+    size = :erlang.external_size(signal)
+    if size > max_frame_size, do: {:error, :too_large}, else: {:ok, size}
+  end
+
   defp signal!(%{id: _, type: _}), do: :ok
 
   defp signal!(other) do
@@ -397,7 +431,7 @@ defmodule Jido.Distributed.TreeBroadcast do
     case :persistent_term.get({__MODULE__, :defaults}, nil) do
       nil ->
         settings = Options.get(:broadcast)
-        {settings[:fanout], settings[:timeout_ms]}
+        {settings[:fanout], settings[:timeout_ms], Options.get(:max_frame_size)}
 
       defaults ->
         defaults
@@ -435,7 +469,12 @@ defmodule Jido.Distributed.TreeBroadcast do
       else: :ets.delete_all_objects(@plans)
 
     :persistent_term.put({__MODULE__, :instance}, :rand.uniform(1 <<< 47))
-    :persistent_term.put({__MODULE__, :defaults}, {settings[:fanout], settings[:timeout_ms]})
+
+    :persistent_term.put(
+      {__MODULE__, :defaults},
+      {settings[:fanout], settings[:timeout_ms], Options.get(:max_frame_size)}
+    )
+
     schedule_prune(settings[:dedup_ttl_ms])
 
     {:ok,
@@ -453,6 +492,9 @@ defmodule Jido.Distributed.TreeBroadcast do
          |> Enum.group_by(&elem(&1, 0), &{elem(&1, 1), elem(&1, 2)})
          |> Map.new(fn {pid, entries} -> {pid, {Process.monitor(pid), MapSet.new(entries)}} end),
        sessions: %{},
+       # broadcast id => the id of the batch it went in, while in flight,
+       # for the broadcasts that are not first in their batch
+       batch_of: %{},
        recent: Recent.new(settings[:dedup_size], settings[:dedup_ttl_ms]),
        sends: %{},
        # node => the atom list last sent to it, or received from it
@@ -473,19 +515,21 @@ defmodule Jido.Distributed.TreeBroadcast do
   end
 
   @impl true
-  def handle_call({:start, id, signal, frame, atoms, tree, timeout, fanout}, from, state) do
-    noreply(start(state, id, signal, frame, atoms, tree, timeout, fanout, from))
-  end
+  def handle_call({:start, _, _, _, _, _, _} = start, from, state),
+    do: noreply(start_batches(state, start, from))
 
   def handle_call({:await, id}, from, state) do
+    batch = Map.get(state.batch_of, id, id)
+
     case state.sessions do
-      %{^id => session} ->
+      %{^batch => session} ->
         session = Session.add_parent(session, {:caller, from})
-        noreply(%{state | sessions: Map.put(state.sessions, id, session)})
+        noreply(%{state | sessions: Map.put(state.sessions, batch, session)})
 
       _ ->
         case Recent.get(state.recent, id) do
           {:done, delivered, missing} -> reply({:ok, result(delivered, missing)}, state)
+          {:error, _} = error -> reply(error, state)
           nil -> reply({:error, :unknown_broadcast}, state)
         end
     end
@@ -556,9 +600,8 @@ defmodule Jido.Distributed.TreeBroadcast do
   end
 
   @impl true
-  def handle_cast({:start, id, signal, frame, atoms, tree, timeout, fanout}, state) do
-    noreply(start(state, id, signal, frame, atoms, tree, timeout, fanout, nil))
-  end
+  def handle_cast({:start, _, _, _, _, _, _} = start, state),
+    do: noreply(start_batches(state, start, nil))
 
   @impl true
   def handle_info({:jido_bcast, id, parent, frame, atoms, {me, children}, budget}, state)
@@ -664,42 +707,119 @@ defmodule Jido.Distributed.TreeBroadcast do
 
   # --- broadcasts ---------------------------------------------------------------
 
-  # The root: send to the children first, then deliver here.
-  defp start(state, id, signal, frame, atoms, {_root, children} = tree, timeout, fanout, waiter) do
-    count(state, :started)
-    now = now_ms()
-    data = %{frame: frame, atoms: atoms, deadline: now + timeout}
+  # The root. Starts the broadcast `start` (with `waiter`, the caller of an
+  # awaited broadcast, or nil) together with the starts queued behind it for
+  # the same tree, timeout and fanout, as one batch; then any start that
+  # could not join, the same way, so broadcasts leave in the order they
+  # were started.
+  defp start_batches(state, {:start, id, signal, size, tree, timeout, fanout}, waiter) do
+    {entries, next} = collect({tree, timeout, fanout}, 1, size, [{id, signal, waiter}])
+    state = start_batch(state, entries, tree, timeout, fanout)
 
-    # `started` (for the stop event's duration) only when there is telemetry.
-    data =
-      if Telemetry.available?() do
-        Telemetry.emit(
-          [:broadcast, :start],
-          %{system_time: System.system_time(), nodes: length(TreePlanner.nodes(tree))},
-          %{id: id, fanout: fanout, depth: TreePlanner.depth(tree)}
-        )
+    case next do
+      nil -> state
+      {start, waiter} -> start_batches(state, start, waiter)
+    end
+  end
 
-        Map.put(data, :started, System.monotonic_time())
-      else
-        data
-      end
+  # Takes the starts already in the mailbox (without waiting) while they
+  # fit the batch; returns the batch in order, and the first start that
+  # did not fit, if any.
+  defp collect(_key, n, _bytes, acc) when n >= @max_batch, do: {Enum.reverse(acc), nil}
 
-    session = %{Session.new(id, node(), true) | data: data}
+  defp collect(key, n, bytes, acc) do
+    receive do
+      {:"$gen_cast", {:start, _, _, _, _, _, _} = start} ->
+        take(key, n, bytes, acc, start, nil)
 
-    session = if waiter, do: Session.add_parent(session, {:caller, waiter}), else: session
-    {session, state} = send_children(state, session, children, now)
-    state = deliver(state, signal)
-    settle(state, session)
+      {:"$gen_call", from, {:start, _, _, _, _, _, _} = start} ->
+        take(key, n, bytes, acc, start, from)
+    after
+      0 -> {Enum.reverse(acc), nil}
+    end
+  end
+
+  defp take({tree, timeout, fanout} = key, n, bytes, acc, start, waiter) do
+    case start do
+      {:start, id, signal, size, ^tree, ^timeout, ^fanout}
+      when bytes + size <= @max_batch_bytes ->
+        collect(key, n + 1, bytes + size, [{id, signal, waiter} | acc])
+
+      _ ->
+        {Enum.reverse(acc), {start, waiter}}
+    end
+  end
+
+  # Encodes the batch's signals into one frame, sends it to the children
+  # first, then delivers here. The batch is known by its first broadcast's
+  # id.
+  defp start_batch(
+         state,
+         [{batch, _, _} | _] = entries,
+         {_root, children} = tree,
+         timeout,
+         fanout
+       ) do
+    signals = for {_id, signal, _waiter} <- entries, do: signal
+
+    case Frame.encode_with_atoms(signals) do
+      {:ok, frame, atoms} ->
+        ids = for {id, _signal, _waiter} <- entries, do: id
+        count(state, :started, length(ids))
+        count(state, :batches)
+        now = now_ms()
+        data = %{frame: frame, atoms: atoms, deadline: now + timeout, ids: ids}
+
+        # `started` (for the stop events' duration) only when there is telemetry.
+        data =
+          if Telemetry.available?() do
+            measurements = %{
+              system_time: System.system_time(),
+              nodes: length(TreePlanner.nodes(tree))
+            }
+
+            metadata = %{fanout: fanout, depth: TreePlanner.depth(tree)}
+
+            Enum.each(
+              ids,
+              &Telemetry.emit([:broadcast, :start], measurements, Map.put(metadata, :id, &1))
+            )
+
+            Map.put(data, :started, System.monotonic_time())
+          else
+            data
+          end
+
+        session =
+          Enum.reduce(entries, %{Session.new(batch, node(), true) | data: data}, fn
+            {_id, _signal, nil}, session -> session
+            {_id, _signal, from}, session -> Session.add_parent(session, {:caller, from})
+          end)
+
+        batch_of = Enum.reduce(tl(ids), state.batch_of, &Map.put(&2, &1, batch))
+
+        {session, state} = send_children(%{state | batch_of: batch_of}, session, children, now)
+        state = Enum.reduce(signals, state, &deliver(&2, &1))
+        settle(state, session)
+
+      {:error, _} = error ->
+        now = now_ms()
+
+        Enum.reduce(entries, state, fn {id, _signal, waiter}, state ->
+          if waiter, do: GenServer.reply(waiter, error)
+          %{state | recent: Recent.put(state.recent, id, error, now)}
+        end)
+    end
   end
 
   # A broadcast new to this node: forward, deliver, confirm.
   defp relay(state, id, parent, frame, atoms, children, budget) do
     now = now_ms()
 
-    signal =
+    signals =
       case Frame.decode(frame, max_decoded_size: state.max_frame_size) do
-        {:ok, [signal]} ->
-          signal
+        {:ok, signals} ->
+          signals
 
         other ->
           count(state, :malformed)
@@ -711,13 +831,16 @@ defmodule Jido.Distributed.TreeBroadcast do
           nil
       end
 
-    state = if signal && children == [], do: deliver(state, signal), else: state
+    state =
+      if signals && children == [],
+        do: Enum.reduce(signals, state, &deliver(&2, &1)),
+        else: state
 
     # `:same` from a parent this process has no list of (it restarted):
     # the frame decoded, so its atoms exist here.
     atoms =
       with nil <- atoms,
-           true <- signal != nil and children != [],
+           true <- signals != nil and children != [],
            {:ok, atoms} <- Frame.atoms(frame, max_decoded_size: state.max_frame_size) do
         atoms
       else
@@ -726,17 +849,17 @@ defmodule Jido.Distributed.TreeBroadcast do
       end
 
     if children == [] do
-      {delivered, missing} = if signal, do: {1, []}, else: {0, [node()]}
+      {delivered, missing} = if signals, do: {1, []}, else: {0, [node()]}
       state = %{state | recent: Recent.put(state.recent, id, {:done, delivered, missing}, now)}
       ack(state, parent, {:done, id, delivered, missing})
     else
       session = %{
-        Session.add_parent(Session.new(id, node(), signal != nil), parent)
+        Session.add_parent(Session.new(id, node(), signals != nil), parent)
         | data: %{frame: frame, atoms: atoms, deadline: now + budget}
       }
 
       {session, state} = send_children(state, session, children, now)
-      state = if signal, do: deliver(state, signal), else: state
+      state = if signals, do: Enum.reduce(signals, state, &deliver(&2, &1)), else: state
       # The receipt is owed, sent by the sweep if the subtree is slow.
       settle(state, %{session | data: Map.put(session.data, :receipt_due, now)})
     end
@@ -919,22 +1042,30 @@ defmodule Jido.Distributed.TreeBroadcast do
           ack(state, parent, {:done, session.id, delivered, missing})
       end)
 
+    # On the root, the batch's broadcasts; elsewhere, the batch.
+    ids = Map.get(session.data, :ids, [session.id])
+
     with %{started: started} <- session.data do
-      Telemetry.emit(
-        [:broadcast, :stop],
-        %{
-          duration: :erlang.monotonic_time() - started,
-          delivered: delivered,
-          missing: length(missing)
-        },
-        %{id: session.id, missing: missing}
+      measurements = %{
+        duration: :erlang.monotonic_time() - started,
+        delivered: delivered,
+        missing: length(missing)
+      }
+
+      Enum.each(
+        ids,
+        &Telemetry.emit([:broadcast, :stop], measurements, %{id: &1, missing: missing})
       )
     end
+
+    now = now_ms()
+    outcome = {:done, delivered, missing}
 
     %{
       state
       | sessions: Map.delete(state.sessions, session.id),
-        recent: Recent.put(state.recent, session.id, {:done, delivered, missing}, now_ms())
+        batch_of: Map.drop(state.batch_of, tl(ids)),
+        recent: Enum.reduce(ids, state.recent, &Recent.put(&2, &1, outcome, now))
     }
   end
 

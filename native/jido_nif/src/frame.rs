@@ -138,9 +138,10 @@ fn encode_atoms<'a>(env: Env<'a>, terms: ListIterator<'a>, mode: Atom) -> Result
     // The usual signal (maps, lists, tuples, scalars) is walked as terms:
     // its atoms are at hand, no lookup by name needed.
     let mut found: Vec<Atom> = Vec::new();
-    if terms_copy
-        .into_iter()
-        .all(|term| collect_atoms(term, &mut found, TERM_WALK_DEPTH))
+    if terms_copy.len() <= TERM_WALK_TERMS
+        && terms_copy
+            .into_iter()
+            .all(|term| collect_atoms(term, &mut found, TERM_WALK_DEPTH))
     {
         return Ok((frame, found, Vec::<Term>::new()).encode(env));
     }
@@ -153,6 +154,10 @@ fn encode_atoms<'a>(env: Env<'a>, terms: ListIterator<'a>, mode: Atom) -> Result
 /// collects, before leaving the terms to the ETF walk.
 const TERM_WALK_DEPTH: usize = 64;
 const TERM_WALK_ATOMS: usize = 64;
+/// Above this many terms, the ETF walk is faster: each distinct atom is
+/// looked up once for all of them, while the term walk iterates every map
+/// through the NIF API.
+const TERM_WALK_TERMS: usize = 1;
 
 /// Adds the distinct atoms of `term` to `found` by walking the term itself.
 /// False (with `found` partly filled) for what it does not walk: pids,

@@ -114,6 +114,99 @@ defmodule Jido.Distributed.TreeBroadcastLocalTest do
     assert TreeBroadcast.await({:other@host, 0, 0}) == {:error, :unknown_broadcast}
   end
 
+  describe "batches" do
+    # Broadcasts queued while the server is suspended are all in its
+    # mailbox when it resumes, so the batching is deterministic.
+    defp queued(fun) do
+      :ok = :sys.suspend(TreeBroadcast)
+
+      try do
+        fun.()
+      after
+        :ok = :sys.resume(TreeBroadcast)
+      end
+    end
+
+    defp seq_signal(t, seq), do: %{id: "#{t}-#{seq}", type: t, data: %{seq: seq}}
+
+    test "broadcasts queued together go in one frame, delivered in order, each awaitable" do
+      t = type("batch")
+      :ok = TreeBroadcast.subscribe(t)
+      before = counters()
+
+      ids =
+        queued(fn ->
+          for seq <- 1..10 do
+            {:ok, id} = TreeBroadcast.broadcast(seq_signal(t, seq), nodes: [], await: false)
+            id
+          end
+        end)
+
+      for seq <- 1..10, do: assert_receive({:signal, %{data: %{seq: ^seq}}})
+      refute_receive {:signal, _}, 50
+
+      for id <- ids,
+          do: assert(TreeBroadcast.await(id, 1_000) == {:ok, %{delivered: 1, missing: []}})
+
+      after_ = counters()
+      assert after_.started - before.started == 10
+      assert after_.batches - before.batches == 1
+    end
+
+    test "a broadcast for other members or another timeout starts a new batch, in order" do
+      t = type("mixed")
+      :ok = TreeBroadcast.subscribe(t)
+      before = counters()
+      parent = self()
+
+      queued(fn ->
+        {:ok, _} = TreeBroadcast.broadcast(seq_signal(t, 1), nodes: [], await: false)
+        {:ok, _} = TreeBroadcast.broadcast(seq_signal(t, 2), nodes: [], await: false)
+        # Another timeout: not the same batch.
+        {:ok, _} =
+          TreeBroadcast.broadcast(seq_signal(t, 3), nodes: [], await: false, timeout: 999)
+
+        # An awaited broadcast from another process, queued behind.
+        spawn_link(fn ->
+          send(
+            parent,
+            {:awaited, TreeBroadcast.broadcast(seq_signal(t, 4), nodes: [], timeout: 999)}
+          )
+        end)
+
+        wait_until(fn ->
+          match?(
+            {:message_queue_len, 4},
+            Process.info(Process.whereis(TreeBroadcast), :message_queue_len)
+          )
+        end)
+
+        {:ok, _} = TreeBroadcast.broadcast(seq_signal(t, 5), nodes: [], await: false)
+      end)
+
+      assert_receive {:awaited, {:ok, %{delivered: 1, missing: []}}}
+      for seq <- 1..5, do: assert_receive({:signal, %{data: %{seq: ^seq}}})
+      after_ = counters()
+      assert after_.started - before.started == 5
+      # [1, 2], [3, 4], [5]
+      assert after_.batches - before.batches == 3
+    end
+
+    test "a signal larger than the :max_frame_size setting is refused at once" do
+      big = %{id: "big", type: type("big"), data: :binary.copy(<<0>>, 64 * 1024 * 1024 + 1)}
+      assert TreeBroadcast.broadcast(big, nodes: []) == {:error, :too_large}
+      assert TreeBroadcast.broadcast(big, nodes: [], await: false) == {:error, :too_large}
+    end
+  end
+
+  defp wait_until(fun, tries \\ 100) do
+    cond do
+      fun.() -> :ok
+      tries == 0 -> flunk("condition not met")
+      true -> Process.sleep(10) && wait_until(fun, tries - 1)
+    end
+  end
+
   test "a repeated frame is delivered once and counted as a duplicate" do
     t = type("dup")
     :ok = TreeBroadcast.subscribe(t)

@@ -85,7 +85,7 @@ defmodule Jido.Distributed.TreeBroadcastTest do
 
   import Jido.Distributed.TreeBroadcastTest.Helpers
 
-  alias Jido.Distributed.Location
+  alias Jido.Distributed.{Location, TreeBroadcast}
   alias Jido.Distributed.Test.Traffic
 
   @layout [
@@ -133,6 +133,53 @@ defmodule Jido.Distributed.TreeBroadcastTest do
 
     stop(all)
     stop(added)
+  end
+
+  test "broadcasts queued together travel as one frame per child, in order, once each",
+       %{nodes: nodes} do
+    [root | _] = nodes
+    subs = collectors(nodes, "batch.**")
+    before = snapshot(nodes)
+
+    # Queued while the root's broadcast process is suspended: one batch.
+    :ok = Cluster.rpc(root, :sys, :suspend, [TreeBroadcast])
+
+    ids =
+      for seq <- 1..20 do
+        {:ok, id} =
+          Cluster.rpc(root, TreeBroadcast, :broadcast, [
+            signal("batch.item", seq),
+            [nodes: nodes, await: false]
+          ])
+
+        id
+      end
+
+    :ok = Cluster.rpc(root, :sys, :resume, [TreeBroadcast])
+
+    for id <- ids,
+        do:
+          assert(
+            {:ok, %{delivered: 16, missing: []}} =
+              Cluster.rpc(root, TreeBroadcast, :await, [id, 10_000])
+          )
+
+    reports = await_each(subs, 20)
+    after_ = snapshot(nodes)
+
+    for {node, report} <- reports do
+      assert {node, report.received, report.distinct, report.violations} == {node, 20, 20, 0}
+    end
+
+    forwarded =
+      Map.new(nodes, &{&1, after_[&1].counters.forwarded - before[&1].counters.forwarded})
+
+    # One frame per child for all 20 broadcasts, everywhere in the tree.
+    assert forwarded[root] == 4
+    assert Enum.sum(Map.values(forwarded)) == 15
+    assert after_[root].counters.batches - before[root].counters.batches == 1
+    assert after_[root].counters.started - before[root].counters.started == 20
+    stop(subs)
   end
 
   test "the root sends at most fanout frames; so does every node", %{nodes: nodes} do
