@@ -17,17 +17,24 @@
 #     broadcasts are awaited (`broadcast/2` returns after every node
 #     reported). Naive sends `{:signal, signal}` straight to every
 #     collector, without acks, which favours naive;
-#   * root CPU: broadcasts back to back, measured on the root as the OS CPU
-#     time of its whole VM (`:erlang.statistics(:runtime)`, user + system;
-#     peers run with scheduler busy-wait off, `+sbwt none`, so idle spinning
-#     is not counted) divided by the number of broadcasts. Three modes:
+#   * root CPU: broadcasts back to back, measured on the root as the CPU
+#     time of all its VM's OS threads (from /proc/self/task/*/schedstat, in
+#     nanoseconds; `:erlang.statistics(:runtime)`, in milliseconds, where
+#     that is missing; peers run with scheduler busy-wait off, `+sbwt
+#     none`, so idle spinning is not counted) from the first broadcast
+#     until every collector received every signal, divided by the number
+#     of broadcasts. The same end point for every mode, so distribution
+#     output a send left queued and reports still on their way are counted
+#     too. Three modes:
 #       - tree (`root_cpu_us_tree`): `broadcast(await: false)` in windows of
-#         32 (then `await/2` of the window's last), and at the end until
-#         every broadcast completed on the root, so all receipts and
-#         reports reaching the root are in the measurement;
+#         256 (then `await/2` of the window's last), and at the end until
+#         every broadcast completed on the root. Broadcasts queued behind
+#         one another leave as batches (see TreeBroadcast's "Batches"); the
+#         JSON has `root_mean_batch` and `root_batches`;
 #       - tree awaited (`root_cpu_us_tree_awaited`): `broadcast/2` awaited
-#         one by one; the root idles during each round trip, so this adds
-#         the cost of sleeping and waking per broadcast;
+#         one by one, so every batch holds one broadcast; the root idles
+#         during each round trip, so this adds the cost of sleeping and
+#         waking per broadcast;
 #       - naive (`root_cpu_us_naive`): one `send/2` per node (the root's own
 #         collector included), back to back.
 #     The least of the rounds is kept (load from elsewhere only adds). Also
@@ -64,8 +71,9 @@ alias Jido.Distributed.{TreeBroadcast, TreePlanner}
 
     # Without waiting (`await: false`), in windows of `window` broadcasts:
     # after each window, wait for its last one; at the end, until every
-    # broadcast completed here. The window keeps the tree from being
-    # flooded (on one shared host a flooded tree misses ack timeouts).
+    # broadcast completed here. The window bounds what is in flight, as
+    # `TreeBroadcast` asks of callers that do not await (a flooded tree on
+    # one shared host misses ack timeouts).
     def tree_stream(signal, nodes, count, window) do
       1..count
       |> Enum.chunk_every(window)
@@ -183,7 +191,7 @@ sizes =
 latency_count = if quick, do: 50, else: 200
 cpu_count = if quick, do: 1_000, else: 4_000
 cpu_rounds = if quick, do: 2, else: 3
-window = 32
+window = 256
 fanout = 4
 
 IO.puts("broadcast: #{if quick, do: "quick", else: "full"} run, sizes #{inspect(sizes)}")
@@ -344,14 +352,18 @@ run_size = fn n ->
             :naive -> [bench_mod, :naive, [signal, Map.values(subs), cpu_count, 0]]
           end
 
+        batches0 = Cluster.rpc(root, TreeBroadcast, :stats, []).counters.batches
         m = rpc.(bench_mod, :measure, args ++ [Map.values(subs), cpu_count])
+        batches = Cluster.rpc(root, TreeBroadcast, :stats, []).counters.batches - batches0
+        m = Map.put(m, :batches, batches)
         stop_collectors.(subs)
 
         IO.puts(
           "   root CPU #{mode}: #{Float.round(m.cpu_us / cpu_count, 1)} us CPU " <>
             "(#{Float.round(m.runtime_us / cpu_count, 1)} us by :runtime), " <>
             "#{Float.round(m.sched_active_us / cpu_count, 1)} us scheduler-active, " <>
-            "#{div(m.reductions, cpu_count)} reductions per broadcast (#{div(m.wall_us, 1000)} ms wall)"
+            "#{div(m.reductions, cpu_count)} reductions per broadcast (#{div(m.wall_us, 1000)} ms wall)" <>
+            if(mode == :naive, do: "", else: ", #{batches} batches")
         )
 
         Map.update!(acc, mode, &[m | &1])
@@ -422,12 +434,22 @@ run_size = fn n ->
      "root_cpu_us_tree_awaited" => Float.round(awaited_cpu, 1),
      "root_cpu_us_naive" => Float.round(naive_cpu, 1),
      "root_cpu_ratio_naive_over_tree" => Float.round(naive_cpu / tree_cpu, 2),
+     # Per round (naive right after tree), the median of the rounds.
+     "root_cpu_ratio_per_round_median" =>
+       Enum.zip(Enum.reverse(cpu.naive), Enum.reverse(cpu.stream))
+       |> Enum.map(fn {naive, tree} -> naive.cpu_us / tree.cpu_us end)
+       |> Stats.median()
+       |> Float.round(2),
      "root_sched_active_us_tree" => Float.round(per.(cpu.stream, :sched_active_us), 1),
      "root_sched_active_us_tree_awaited" => Float.round(per.(cpu.tree, :sched_active_us), 1),
      "root_sched_active_us_naive" => Float.round(per.(cpu.naive, :sched_active_us), 1),
      "root_reductions_tree" => round(per.(cpu.stream, :reductions)),
      "root_reductions_tree_awaited" => round(per.(cpu.tree, :reductions)),
      "root_reductions_naive" => round(per.(cpu.naive, :reductions)),
+     "root_batches" => cpu.stream |> Enum.map(& &1.batches) |> Enum.min(),
+     "root_mean_batch" =>
+       Float.round(cpu_count / max(cpu.stream |> Enum.map(& &1.batches) |> Enum.max(), 1), 1),
+     "stream_window" => window,
      "interior_nodes" => length(inner),
      "dead_interior_nodes" => length(dead),
      "live_reached_pct" => Float.round(100 * reached / length(alive), 1),

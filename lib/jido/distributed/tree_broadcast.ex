@@ -134,6 +134,7 @@ defmodule Jido.Distributed.TreeBroadcast do
   alias Jido.Distributed.TreeBroadcast.{Recent, Session}
 
   @plans :jido_distributed_broadcast_plans
+  @plan_cache :"$jido_distributed_broadcast_plan"
   @subscriptions :jido_distributed_broadcast_subscriptions
   @counter_names [
     :started,
@@ -347,14 +348,31 @@ defmodule Jido.Distributed.TreeBroadcast do
 
   defp labels(%{region: region, zone: zone}), do: [region: region, zone: zone]
 
-  # The last plan is kept, keyed by the `:nodes` option and the fanout. The
-  # plan depends only on the members, their labels and health, which change
-  # only when nodes connect or disconnect: then the server drops it.
+  # The last plan is kept, keyed by the `:nodes` option and the fanout, in
+  # a table for every caller and in the caller's process dictionary (so a
+  # process broadcasting a stream does not copy it out of the table each
+  # time). The plan depends only on the members, their labels and health,
+  # which change only when nodes connect or disconnect: then the server
+  # moves the plan generation on, and plans of an older one are not used.
   defp plan(nodes, fanout) do
     key = {fanout, nodes}
+    generation = plan_generation()
 
+    case Process.get(@plan_cache) do
+      {^generation, ^key, tree} when generation != nil ->
+        {:ok, tree}
+
+      _ ->
+        with {:ok, tree} <- shared_plan(nodes, fanout, key, generation) do
+          Process.put(@plan_cache, {generation, key, tree})
+          {:ok, tree}
+        end
+    end
+  end
+
+  defp shared_plan(nodes, fanout, key, generation) do
     case :ets.lookup(@plans, :last) do
-      [{:last, ^key, tree}] ->
+      [{:last, ^generation, ^key, tree}] ->
         {:ok, tree}
 
       _ ->
@@ -364,10 +382,24 @@ defmodule Jido.Distributed.TreeBroadcast do
         members = Enum.uniq([node() | nodes || Node.list()])
 
         with {:ok, tree} <- TreePlanner.plan(located_members(members), node(), fanout: fanout) do
-          :ets.insert(@plans, {:last, key, tree})
+          :ets.insert(@plans, {:last, generation, key, tree})
           {:ok, tree}
         end
     end
+  end
+
+  # `{counter, value}` of the server's plan generation; nil without a server.
+  defp plan_generation do
+    case :persistent_term.get({__MODULE__, :plan_generation}, nil) do
+      nil -> nil
+      counter -> {counter, :atomics.get(counter, 1)}
+    end
+  end
+
+  # Drops the plans: callers plan again.
+  defp new_plan_generation do
+    :atomics.add(:persistent_term.get({__MODULE__, :plan_generation}), 1, 1)
+    :ets.delete_all_objects(@plans)
   end
 
   defp next_counter, do: :erlang.unique_integer([:positive, :monotonic])
@@ -465,8 +497,13 @@ defmodule Jido.Distributed.TreeBroadcast do
     subscriptions = :ets.tab2list(@subscriptions)
 
     if :ets.whereis(@plans) == :undefined,
-      do: :ets.new(@plans, [:named_table, :public, :set, read_concurrency: true]),
-      else: :ets.delete_all_objects(@plans)
+      do: :ets.new(@plans, [:named_table, :public, :set, read_concurrency: true])
+
+    # Kept across restarts (a new counter would mean a global GC).
+    if :persistent_term.get({__MODULE__, :plan_generation}, nil) == nil,
+      do: :persistent_term.put({__MODULE__, :plan_generation}, :atomics.new(1, []))
+
+    new_plan_generation()
 
     :persistent_term.put({__MODULE__, :instance}, :rand.uniform(1 <<< 47))
 
@@ -640,7 +677,7 @@ defmodule Jido.Distributed.TreeBroadcast do
   def handle_info(:sweep, state), do: noreply(sweep(%{state | sweep: nil}))
 
   def handle_info({:nodedown, node}, state) do
-    :ets.delete_all_objects(@plans)
+    new_plan_generation()
     state = forget_atoms(state, node)
 
     state.sessions
@@ -656,7 +693,7 @@ defmodule Jido.Distributed.TreeBroadcast do
   end
 
   def handle_info({:nodeup, node}, state) do
-    :ets.delete_all_objects(@plans)
+    new_plan_generation()
     noreply(forget_atoms(state, node))
   end
 
@@ -1065,7 +1102,7 @@ defmodule Jido.Distributed.TreeBroadcast do
       state
       | sessions: Map.delete(state.sessions, session.id),
         batch_of: Map.drop(state.batch_of, tl(ids)),
-        recent: Enum.reduce(ids, state.recent, &Recent.put(&2, &1, outcome, now))
+        recent: Recent.put_all(state.recent, ids, outcome, now)
     }
   end
 

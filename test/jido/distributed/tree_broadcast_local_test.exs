@@ -293,10 +293,25 @@ defmodule Jido.Distributed.TreeBroadcastLocalTest do
   test "the plan for the same members is reused" do
     members = fake_nodes(3)
     {:ok, _} = TreeBroadcast.broadcast(signal(type("p")), nodes: members)
-    [{:last, {4, ^members}, tree}] = :ets.lookup(:jido_distributed_broadcast_plans, :last)
+
+    [{:last, generation, {4, ^members}, tree}] =
+      :ets.lookup(:jido_distributed_broadcast_plans, :last)
+
     located = TreeBroadcast.located_members([node() | members])
     assert {:ok, ^tree} = TreePlanner.plan(located, node(), fanout: 4)
     assert Enum.sort(TreePlanner.nodes(tree)) == Enum.sort([node() | members])
+
+    # A node coming up (or going down) drops the plans, also the one this
+    # process keeps: the next broadcast plans again.
+    send(TreeBroadcast, {:nodeup, :tb_new@nohost})
+    _ = TreeBroadcast.stats()
+    assert :ets.lookup(:jido_distributed_broadcast_plans, :last) == []
+    {:ok, _} = TreeBroadcast.broadcast(signal(type("p")), nodes: members)
+
+    assert [{:last, newer, {4, ^members}, ^tree}] =
+             :ets.lookup(:jido_distributed_broadcast_plans, :last)
+
+    assert newer != generation
   end
 
   test "a tree can be given" do

@@ -5,7 +5,7 @@ defmodule Jido.Distributed.TreeBroadcast.Recent do
 
   Ids are forgotten oldest first: when there are more than `max_size`, or
   when the oldest is older than `ttl_ms`. Updating an id's value keeps its
-  age. Pruning by age happens on `put/4` and `prune/2`, so a node that stops
+  age. Ids remembered together by `put_all/4` are forgotten together. Pruning by age happens on `put/4` and `prune/2`, so a node that stops
   receiving broadcasts keeps its last ids until the next call to either.
 
       iex> alias Jido.Distributed.TreeBroadcast.Recent
@@ -24,7 +24,7 @@ defmodule Jido.Distributed.TreeBroadcast.Recent do
             max_size: pos_integer(),
             ttl_ms: pos_integer(),
             values: map(),
-            order: :queue.queue({integer(), term()})
+            order: :queue.queue({integer(), [term()]})
           }
 
   @doc "An empty memory of at most `max_size` ids, each kept at most `ttl_ms`."
@@ -52,18 +52,45 @@ defmodule Jido.Distributed.TreeBroadcast.Recent do
       %{r | values: Map.put(values, id, value)}
     else
       prune(
-        %{r | values: Map.put(values, id, value), order: :queue.in({now_ms, id}, r.order)},
+        %{r | values: Map.put(values, id, value), order: :queue.in({now_ms, [id]}, r.order)},
         now_ms
       )
     end
+  end
+
+  @doc """
+  Remembers every id of `ids` with the same `value` at `now_ms`, as
+  `put/4` does for each, in one step: those not remembered yet are
+  forgotten together, when the oldest of them would be.
+
+      iex> alias Jido.Distributed.TreeBroadcast.Recent
+      iex> r = Recent.new(3, 1_000) |> Recent.put(:a, 1, 0) |> Recent.put_all([:b, :c], 2, 5)
+      iex> {Recent.get(r, :a), Recent.get(r, :c)}
+      {1, 2}
+      iex> r = Recent.put(r, :d, 3, 6)
+      iex> {Recent.get(r, :a), Recent.size(r)}
+      {nil, 3}
+      iex> r |> Recent.put(:e, 4, 7) |> Recent.size()
+      2
+  """
+  @spec put_all(t(), [term()], term(), integer()) :: t()
+  def put_all(%__MODULE__{values: values} = r, ids, value, now_ms) when is_list(ids) do
+    {values, new} =
+      Enum.reduce(ids, {values, []}, fn id, {values, new} ->
+        new = if Map.has_key?(values, id), do: new, else: [id | new]
+        {Map.put(values, id, value), new}
+      end)
+
+    order = if new == [], do: r.order, else: :queue.in({now_ms, new}, r.order)
+    prune(%{r | values: values, order: order}, now_ms)
   end
 
   @doc "Forgets ids older than the time-to-live at `now_ms`, and any beyond the size bound."
   @spec prune(t(), integer()) :: t()
   def prune(%__MODULE__{} = r, now_ms) do
     case :queue.peek(r.order) do
-      {:value, {at, id}} when map_size(r.values) > r.max_size or now_ms - at > r.ttl_ms ->
-        prune(%{r | values: Map.delete(r.values, id), order: :queue.drop(r.order)}, now_ms)
+      {:value, {at, ids}} when map_size(r.values) > r.max_size or now_ms - at > r.ttl_ms ->
+        prune(%{r | values: Map.drop(r.values, ids), order: :queue.drop(r.order)}, now_ms)
 
       _ ->
         r
