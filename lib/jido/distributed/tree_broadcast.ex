@@ -103,10 +103,11 @@ defmodule Jido.Distributed.TreeBroadcast do
       missing unless its report still arrives in time). Await now and then
       (`await/2`) to bound what is in flight.
     * The root's CPU per broadcast is about constant (encode once, send
-      `:fanout` copies, take its children's reports), while a root that
-      sends to every member itself pays per member: at 8 members the direct
-      sends cost the root less CPU, at 16 about the same, above that the
-      tree root spends less, more so the more members
+      `:fanout` copies, take its children's reports), shared by the whole
+      batch under a stream of broadcasts, while a root that sends to every
+      member itself pays per member. A lone awaited broadcast, though,
+      costs the root more than sending to every member of a small cluster
+      would: it waits for its children's reports, and each wakes it
       (`bench/broadcast.exs`).
 
   ## Settings
