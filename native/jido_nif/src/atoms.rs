@@ -64,7 +64,7 @@ pub fn lookup_existing<'a, 'b>(
     env: rustler::Env<'a>,
     texts: impl Iterator<Item = (&'b [u8], bool)>,
 ) -> (Vec<rustler::Atom>, Vec<rustler::Term<'a>>) {
-    use rustler::{Atom, Binary, NewBinary};
+    use rustler::Atom;
     let mut found = Vec::new();
     let mut names = Vec::new();
     for (text, latin1) in texts {
@@ -76,9 +76,7 @@ pub fn lookup_existing<'a, 'b>(
         match atom {
             Ok(atom) => found.push(atom),
             Err(_) => {
-                let mut name = NewBinary::new(env, text.len());
-                name.as_mut_slice().copy_from_slice(text);
-                names.push(Binary::from(name).to_term(env));
+                names.push(crate::binary::copy(env, text).to_term(env));
             }
         }
     }

@@ -3,10 +3,10 @@
 
 use std::sync::Mutex;
 
-use crate::atoms;
+use crate::{atoms, binary};
 use jido_core::buffer::{encode_batch, Limits, LinkBuffer, Overflow, PushError};
 use jido_core::frame::Compression;
-use rustler::{Atom, Binary, Encoder, Env, NewBinary, NifMap, ResourceArc, Term};
+use rustler::{Atom, Binary, Encoder, Env, NifMap, ResourceArc, Term};
 
 /// A frame's atoms: those found on this node, and names to convert in Elixir.
 type AtomLists<'a> = (Vec<Atom>, Vec<Term<'a>>);
@@ -30,12 +30,6 @@ fn push_error(err: PushError) -> Atom {
         PushError::Full => atoms::buffer_full(),
         PushError::TooLarge => atoms::too_large(),
     }
-}
-
-fn to_binary<'a>(env: Env<'a>, bytes: &[u8]) -> Binary<'a> {
-    let mut out = NewBinary::new(env, bytes.len());
-    out.as_mut_slice().copy_from_slice(bytes);
-    out.into()
 }
 
 #[rustler::nif]
@@ -84,7 +78,7 @@ fn take<'a>(
             let taken = guard.finish_take(batch, frame, atom_names);
             let base = guard.base();
             drop(guard);
-            let frame = to_binary(env, &taken.frame);
+            let frame = binary::copy(env, &taken.frame);
             let texts = taken.atoms.iter().map(|name| (name.as_bytes(), false));
             let atoms = atoms::lookup_existing(env, texts);
             Ok((
@@ -143,7 +137,7 @@ fn buffer_unacked<'a>(
             let texts = names.iter().map(|name| (name.as_bytes(), false));
             (
                 seq,
-                to_binary(env, frame),
+                binary::copy(env, frame),
                 atoms::lookup_existing(env, texts),
             )
         })

@@ -1,11 +1,11 @@
 //! Frame encode/decode NIFs. Each comes in a normal and a dirty-CPU variant;
 //! the Elixir side picks by size.
 
-use crate::atoms;
+use crate::{atoms, binary};
 use jido_core::etf;
 use jido_core::frame::{self, Compression, DecodeLimits};
 use rustler::types::tuple::get_tuple;
-use rustler::{Atom, Binary, Encoder, Env, ListIterator, MapIterator, NewBinary, Term, TermType};
+use rustler::{Atom, Binary, Encoder, Env, ListIterator, MapIterator, Term, TermType};
 
 fn compression(mode: Atom) -> Compression {
     if mode == atoms::none() {
@@ -17,13 +17,16 @@ fn compression(mode: Atom) -> Compression {
     }
 }
 
+/// The frame of `entries` (each in external term format), as a binary.
+fn frame_binary<'a>(env: Env<'a>, entries: &[&[u8]], mode: Atom) -> Result<Binary<'a>, Atom> {
+    let bytes = frame::encode(entries, compression(mode)).map_err(atoms::frame_error)?;
+    Ok(binary::copy(env, &bytes))
+}
+
 fn encode<'a>(env: Env<'a>, terms: ListIterator<'a>, mode: Atom) -> Result<Binary<'a>, Atom> {
     let encoded: Vec<_> = terms.map(Term::to_binary).collect();
     let slices: Vec<&[u8]> = encoded.iter().map(|b| b.as_slice()).collect();
-    let bytes = frame::encode(&slices, compression(mode)).map_err(atoms::frame_error)?;
-    let mut out = NewBinary::new(env, bytes.len());
-    out.as_mut_slice().copy_from_slice(&bytes);
-    Ok(out.into())
+    frame_binary(env, &slices, mode)
 }
 
 fn encode_binaries<'a>(
@@ -36,10 +39,7 @@ fn encode_binaries<'a>(
         .collect::<Result<_, _>>()
         .map_err(|_| atoms::bad_term())?;
     let slices: Vec<&[u8]> = binaries.iter().map(|b| b.as_slice()).collect();
-    let bytes = frame::encode(&slices, compression(mode)).map_err(atoms::frame_error)?;
-    let mut out = NewBinary::new(env, bytes.len());
-    out.as_mut_slice().copy_from_slice(&bytes);
-    Ok(out.into())
+    frame_binary(env, &slices, mode)
 }
 
 fn decode<'a>(env: Env<'a>, bin: Binary<'a>, max_decoded: usize) -> Result<Vec<Term<'a>>, Atom> {
@@ -120,23 +120,21 @@ fn frame_header(bin: Binary) -> Result<(u32, u32, u32, bool), Atom> {
     header_info(bin)
 }
 
-/// Encodes `terms` into a frame and lists the distinct atoms they contain,
-/// walking the terms themselves when they hold only maps, lists, tuples and
-/// scalars (the usual signal), else the entries' ETF before compression,
-/// each atom then looked up by name (never created: the terms are this
-/// node's, so their atoms exist here). Returns
+/// Encodes `terms` into a frame and lists the distinct atoms they contain.
+/// A single term holding only maps, lists, tuples and scalars (the usual
+/// signal) is walked as a term; anything else, and several terms, by the
+/// entries' ETF before compression, each distinct atom then looked up by
+/// name once (never created: the terms are this node's, so their atoms
+/// exist here). Returns
 /// `{frame, atoms, names}`: `names` holds, as binaries, the names this NIF
 /// version cannot look up (UTF-8 beyond Latin-1), for the caller to convert.
 fn encode_atoms<'a>(env: Env<'a>, terms: ListIterator<'a>, mode: Atom) -> Result<Term<'a>, Atom> {
     let terms_copy: Vec<Term<'a>> = terms.collect();
     let encoded: Vec<_> = terms_copy.iter().map(|t| t.to_binary()).collect();
     let slices: Vec<&[u8]> = encoded.iter().map(|b| b.as_slice()).collect();
-    let bytes = frame::encode(&slices, compression(mode)).map_err(atoms::frame_error)?;
-    let mut out = NewBinary::new(env, bytes.len());
-    out.as_mut_slice().copy_from_slice(&bytes);
-    let frame: Binary = out.into();
-    // The usual signal (maps, lists, tuples, scalars) is walked as terms:
-    // its atoms are at hand, no lookup by name needed.
+    let frame = frame_binary(env, &slices, mode)?;
+    // A lone signal's atoms are at hand in the term, no lookup by name
+    // needed.
     let mut found: Vec<Atom> = Vec::new();
     if terms_copy.len() <= TERM_WALK_TERMS
         && terms_copy

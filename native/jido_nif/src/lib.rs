@@ -2,6 +2,7 @@
 //! `jido_core` types. No logic lives here.
 
 mod atoms;
+mod binary;
 mod buffer;
 mod frame;
 mod tree;
