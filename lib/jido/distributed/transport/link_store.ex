@@ -20,6 +20,7 @@ defmodule Jido.Distributed.Transport.LinkStore do
   """
   use GenServer
 
+  alias Jido.Distributed.Counters
   alias Jido.Distributed.Location
   alias Jido.Distributed.Options
   alias Jido.Distributed.Transport.LinkBuffer
@@ -74,11 +75,7 @@ defmodule Jido.Distributed.Transport.LinkStore do
 
   @doc "Reads a link's counters into a map."
   @spec read_counters(:counters.counters_ref()) :: %{atom() => non_neg_integer()}
-  def read_counters(counters) do
-    for {name, index} <- Enum.with_index(@counter_names, 1),
-        into: %{},
-        do: {name, :counters.get(counters, index)}
-  end
+  def read_counters(counters), do: Counters.read(counters, @counter_names)
 
   @doc "The Receiver's session table."
   @spec sessions_table() :: atom()
@@ -124,7 +121,7 @@ defmodule Jido.Distributed.Transport.LinkStore do
 
     notify = :atomics.new(2, signed: false)
     :atomics.put(notify, 2, link[:batch_size])
-    counters = :counters.new(length(@counter_names), [:write_concurrency])
+    counters = Counters.new(@counter_names, [:write_concurrency])
     <<epoch::unsigned-56>> = :crypto.strong_rand_bytes(7)
     row = {node, buffer, epoch + 1, notify, counters, nil}
     true = :ets.insert_new(@links, row)

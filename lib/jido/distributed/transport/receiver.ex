@@ -27,6 +27,7 @@ defmodule Jido.Distributed.Transport.Receiver do
 
   require Logger
 
+  alias Jido.Distributed.Counters
   alias Jido.Distributed.Frame
   alias Jido.Distributed.Options
   alias Jido.Distributed.Telemetry
@@ -59,7 +60,7 @@ defmodule Jido.Distributed.Transport.Receiver do
     counters = :persistent_term.get({__MODULE__, :counters}, nil)
 
     %{
-      counters: read_counters(counters),
+      counters: Counters.read(counters, @counter_names),
       origins:
         Map.new(:ets.tab2list(LinkStore.sessions_table()), fn {origin, epoch, delivered} ->
           {origin, %{epoch: epoch, delivered: delivered}}
@@ -67,14 +68,9 @@ defmodule Jido.Distributed.Transport.Receiver do
     }
   end
 
-  defp read_counters(nil), do: Map.new(@counter_names, &{&1, 0})
-
-  defp read_counters(counters),
-    do: Map.new(@counter_names, &{&1, :counters.get(counters, index(&1))})
-
   @impl true
   def init(_opts) do
-    counters = :counters.new(length(@counter_names), [:write_concurrency])
+    counters = Counters.new(@counter_names, [:write_concurrency])
     :persistent_term.put({__MODULE__, :counters}, counters)
     opts = Options.get(:receiver)
 
