@@ -130,7 +130,7 @@ defmodule Jido.Distributed.TreeBroadcast do
 
   require Logger
 
-  alias Jido.Distributed.{CapabilityIndex, Frame, Location, Message, Options, Pattern}
+  alias Jido.Distributed.{CapabilityIndex, Counters, Frame, Location, Message, Options, Pattern}
   alias Jido.Distributed.{Telemetry, TreePlanner}
   alias Jido.Distributed.TreeBroadcast.{Recent, Session}
 
@@ -152,7 +152,7 @@ defmodule Jido.Distributed.TreeBroadcast do
   ]
   # Bumps a counter; inlined, as it is on every broadcast's path.
   defmacrop count(state, name, n \\ 1) do
-    index = Enum.find_index(@counter_names, &(&1 == name)) + 1
+    index = Counters.index!(@counter_names, name)
     quote do: :counters.add(unquote(state).counters, unquote(index), unquote(n))
   end
 
@@ -517,7 +517,7 @@ defmodule Jido.Distributed.TreeBroadcast do
 
     {:ok,
      %{
-       counters: :counters.new(length(@counter_names), []),
+       counters: Counters.new(@counter_names),
        # Subscriptions from before a restart; a pid that died meanwhile is
        # removed when its monitor fires.
        index:
@@ -620,10 +620,7 @@ defmodule Jido.Distributed.TreeBroadcast do
   end
 
   def handle_call(:stats, _from, state) do
-    counters =
-      @counter_names
-      |> Enum.with_index(1)
-      |> Map.new(fn {name, i} -> {name, :counters.get(state.counters, i)} end)
+    counters = Counters.read(state.counters, @counter_names)
 
     reply(
       %{
@@ -837,7 +834,7 @@ defmodule Jido.Distributed.TreeBroadcast do
         batch_of = Enum.reduce(tl(ids), state.batch_of, &Map.put(&2, &1, batch))
 
         {session, state} = send_children(%{state | batch_of: batch_of}, session, children, now)
-        state = Enum.reduce(signals, state, &deliver(&2, &1))
+        state = deliver(state, signals)
         settle(state, session)
 
       {:error, _} = error ->
@@ -869,10 +866,7 @@ defmodule Jido.Distributed.TreeBroadcast do
           nil
       end
 
-    state =
-      if signals && children == [],
-        do: Enum.reduce(signals, state, &deliver(&2, &1)),
-        else: state
+    state = if signals && children == [], do: deliver(state, signals), else: state
 
     # `:same` from a parent this process has no list of (it restarted):
     # the frame decoded, so its atoms exist here.
@@ -897,7 +891,7 @@ defmodule Jido.Distributed.TreeBroadcast do
       }
 
       {session, state} = send_children(state, session, children, now)
-      state = if signals, do: Enum.reduce(signals, state, &deliver(&2, &1)), else: state
+      state = if signals, do: deliver(state, signals), else: state
       # The receipt is owed, sent by the sweep if the subtree is slow.
       settle(state, %{session | data: Map.put(session.data, :receipt_due, now)})
     end
@@ -1107,9 +1101,13 @@ defmodule Jido.Distributed.TreeBroadcast do
     }
   end
 
-  # Returns the state: the subscribers of each type are looked up once
-  # and kept until subscriptions change (at most @max_routes types).
-  defp deliver(state, signal) do
+  # Delivers each signal, in order, to its local subscribers. Returns the
+  # state: the subscribers of each type are looked up once and kept until
+  # subscriptions change (at most @max_routes types).
+  defp deliver(state, signals) when is_list(signals),
+    do: Enum.reduce(signals, state, &deliver_one(&2, &1))
+
+  defp deliver_one(state, signal) do
     {subscribers, state} =
       case signal do
         %{type: type} when is_binary(type) ->

@@ -5,8 +5,10 @@ defmodule Jido.Distributed.TreeBroadcast.Recent do
 
   Ids are forgotten oldest first: when there are more than `max_size`, or
   when the oldest is older than `ttl_ms`. Updating an id's value keeps its
-  age. Ids remembered together by `put_all/4` are forgotten together. Pruning by age happens on `put/4` and `prune/2`, so a node that stops
-  receiving broadcasts keeps its last ids until the next call to either.
+  age. Ids remembered together by `put_all/4` are forgotten together.
+  Pruning by age happens on `put/4`, `put_all/4` and `prune/2`, so a node
+  that stops receiving broadcasts keeps its last ids until the next call
+  to one of them.
 
       iex> alias Jido.Distributed.TreeBroadcast.Recent
       iex> r = Recent.new(2, 1_000)
