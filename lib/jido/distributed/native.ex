@@ -31,6 +31,20 @@ defmodule Jido.Distributed.Native do
   def buffer_ack(_buffer, _upto), do: :erlang.nif_error(:nif_not_loaded)
   def buffer_unacked(_buffer), do: :erlang.nif_error(:nif_not_loaded)
   def buffer_stats(_buffer), do: :erlang.nif_error(:nif_not_loaded)
+  def inbound_new, do: :erlang.nif_error(:nif_not_loaded)
+
+  def inbound_deliver(_store, _origin, _epoch, _seq, _base, _frame, _max),
+    do: :erlang.nif_error(:nif_not_loaded)
+
+  def inbound_deliver_dirty(_store, _origin, _epoch, _seq, _base, _frame, _max),
+    do: :erlang.nif_error(:nif_not_loaded)
+
+  def inbound_delivered(_store, _origin, _epoch), do: :erlang.nif_error(:nif_not_loaded)
+  def inbound_sessions(_store), do: :erlang.nif_error(:nif_not_loaded)
+  def inbound_mark(_store, _origin, _down, _now_ms), do: :erlang.nif_error(:nif_not_loaded)
+  def inbound_expire(_store, _now_ms, _grace_ms, _ttl_ms), do: :erlang.nif_error(:nif_not_loaded)
+  def inbound_count(_store, _name, _n), do: :erlang.nif_error(:nif_not_loaded)
+  def inbound_counters(_store), do: :erlang.nif_error(:nif_not_loaded)
   def tree_plan(_members, _root, _fanout), do: :erlang.nif_error(:nif_not_loaded)
   def tree_plan_dirty(_members, _root, _fanout), do: :erlang.nif_error(:nif_not_loaded)
 end

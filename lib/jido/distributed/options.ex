@@ -110,6 +110,20 @@ defmodule Jido.Distributed.Options do
           type: :pos_integer,
           default: 32,
           doc: "...unless this many frames arrived unacked, then one goes at once."
+        ],
+        session_grace_ms: [
+          type: :pos_integer,
+          default: 60_000,
+          doc:
+            "The sequencing state of a node that went down is forgotten this long after, " <>
+              "if that node had confirmed every frame delivered..."
+        ],
+        session_ttl_ms: [
+          type: :pos_integer,
+          default: 3_600_000,
+          doc:
+            "...and this long after in any case (a node partitioned longer may then " <>
+              "see frames in flight at the cut delivered twice)."
         ]
       ],
       doc: "Receiver settings."

@@ -8,6 +8,7 @@ pub mod buffer;
 pub mod error;
 pub mod etf;
 pub mod frame;
+pub mod inbound;
 pub mod tree;
 
 pub use error::FrameError;

@@ -26,6 +26,10 @@ rustler::atoms! {
     too_many_members,
     root_removed,
     unknown_node,
+    busy,
+    invalid,
+    duplicate,
+    gap,
 }
 
 /// The Elixir error atom for a core frame error.

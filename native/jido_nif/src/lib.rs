@@ -5,6 +5,7 @@ mod atoms;
 mod binary;
 mod buffer;
 mod frame;
+mod inbound;
 mod tree;
 
 rustler::init!("Elixir.Jido.Distributed.Native");

@@ -1,8 +1,8 @@
 defmodule Jido.Distributed.Transport.LinkStore do
   @moduledoc """
   Owns the state that must outlive Link and Receiver processes: each remote
-  node's buffer, epoch, wake-up flag and counters, the Receiver's per-origin
-  sessions, the cache of node locations, and the broadcast subscriptions
+  node's buffer, epoch, wake-up flag and counters, the Receiver's sequencing
+  state (`Jido.Distributed.Transport.Inbound`), the cache of node locations, and the broadcast subscriptions
   (so a restarted `Jido.Distributed.TreeBroadcast` keeps them). All are ETS tables, readable by
   callers without a message.
 
@@ -23,10 +23,10 @@ defmodule Jido.Distributed.Transport.LinkStore do
   alias Jido.Distributed.Counters
   alias Jido.Distributed.Location
   alias Jido.Distributed.Options
-  alias Jido.Distributed.Transport.LinkBuffer
+  alias Jido.Distributed.Transport.{Inbound, LinkBuffer}
 
   @links :jido_distributed_links
-  @sessions :jido_distributed_sessions
+  @store :jido_distributed_link_store
   @counter_names [
     :frames,
     :raw_bytes,
@@ -77,14 +77,15 @@ defmodule Jido.Distributed.Transport.LinkStore do
   @spec read_counters(:counters.counters_ref()) :: %{atom() => non_neg_integer()}
   def read_counters(counters), do: Counters.read(counters, @counter_names)
 
-  @doc "The Receiver's session table."
-  @spec sessions_table() :: atom()
-  def sessions_table, do: @sessions
+  @doc "The Receiver's sequencing state (see `Jido.Distributed.Transport.Inbound`)."
+  @spec inbound() :: Inbound.t()
+  def inbound, do: :ets.lookup_element(@store, :inbound, 2)
 
   @impl true
   def init(_opts) do
     :ets.new(@links, [:named_table, :public, :set, read_concurrency: true])
-    :ets.new(@sessions, [:named_table, :public, :set])
+    :ets.new(@store, [:named_table, :protected, :set, read_concurrency: true])
+    :ets.insert(@store, {:inbound, Inbound.new()})
     :ets.new(Location.table(), [:named_table, :public, :set, read_concurrency: true])
     :ets.new(Jido.Distributed.TreeBroadcast.subscriptions_table(), [:named_table, :public, :bag])
     :ok = :net_kernel.monitor_nodes(true, node_type: :all)

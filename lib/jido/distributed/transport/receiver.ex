@@ -3,16 +3,19 @@ defmodule Jido.Distributed.Transport.Receiver do
   One per node, registered under this module's name: receives frames from
   other nodes' Links, delivers their signals once and in order, and acks.
 
-  For each origin node it keeps `{epoch, delivered}` (in an ETS table owned
-  by `Jido.Distributed.Transport.LinkStore`, so a Receiver crash forgets
-  nothing):
+  Sequencing and delivery happen in `Jido.Distributed.Transport.Inbound`,
+  whose state (per origin node: sender epoch, last frame delivered, entries
+  delivered of a frame cut short; and the counters) lives in NIF memory
+  owned by `Jido.Distributed.Transport.LinkStore`. Each frame is decoded,
+  its entries sent and the progress recorded in one NIF call, so a
+  Receiver killed at any instant forgets nothing and repeats nothing:
 
-    * a frame at or below `delivered` is a duplicate: dropped, re-acked;
-    * the next frame is decoded (on a dirty scheduler when large) and each
-      entry `{destination, message}` is sent to its local destination;
+    * a frame already delivered is a duplicate: dropped, re-acked;
+    * the next frame is delivered, from its first entry not yet delivered
+      (large frames on a dirty CPU scheduler);
     * a frame beyond the next means frames were lost in flight: it is
       dropped and a gap ack asks the sender to resend;
-    * a frame whose `base` is above `delivered + 1` tells that the sender
+    * a frame whose `base` is above the next one tells that the sender
       dropped older frames (buffer overflow under `:drop_oldest`); they are
       skipped and counted;
     * a new epoch means the sender's buffer is new (its node restarted):
@@ -22,27 +25,23 @@ defmodule Jido.Distributed.Transport.Receiver do
   once after `ack_every` frames. Anything malformed (a message of the wrong
   shape, a frame that does not decode, an entry that is not
   `{destination, message}`) is counted and logged, never a crash.
+
+  The session of an origin that went down is forgotten after
+  `session_grace_ms` if the origin had confirmed (by the `base` of its
+  frames) every frame delivered, else after `session_ttl_ms`: forgetting
+  earlier could deliver again a frame whose ack the origin never got.
   """
   use GenServer
 
   require Logger
 
-  alias Jido.Distributed.Counters
-  alias Jido.Distributed.Frame
   alias Jido.Distributed.Options
   alias Jido.Distributed.Telemetry
-  alias Jido.Distributed.Transport.LinkStore
+  alias Jido.Distributed.Transport.{Inbound, LinkStore}
 
-  @counter_names [
-    :frames,
-    :signals,
-    :duplicates,
-    :gaps,
-    :skipped,
-    :malformed,
-    :undeliverable,
-    :acks_sent
-  ]
+  # How often (1 ms apart) a frame is tried again while a killed
+  # Receiver's delivery still holds the origin's lock.
+  @busy_retries 2_000
 
   @doc "Starts the Receiver, registered under the module name."
   @spec start_link(keyword()) :: GenServer.on_start()
@@ -50,50 +49,57 @@ defmodule Jido.Distributed.Transport.Receiver do
 
   @doc """
   Receiver counters (frames, signals, duplicates, gaps, skipped, malformed,
-  undeliverable, acks_sent) and per-origin sessions.
+  undeliverable, acks_sent) and per-origin sessions. Both survive Receiver
+  restarts.
   """
   @spec stats() :: %{
           counters: %{atom() => non_neg_integer()},
           origins: %{node() => %{epoch: pos_integer(), delivered: non_neg_integer()}}
         }
   def stats do
-    counters = :persistent_term.get({__MODULE__, :counters}, nil)
-
-    %{
-      counters: Counters.read(counters, @counter_names),
-      origins:
-        Map.new(:ets.tab2list(LinkStore.sessions_table()), fn {origin, epoch, delivered} ->
-          {origin, %{epoch: epoch, delivered: delivered}}
-        end)
-    }
+    store = LinkStore.inbound()
+    %{counters: Inbound.counters(store), origins: Inbound.sessions(store)}
   end
 
   @impl true
   def init(_opts) do
-    counters = Counters.new(@counter_names, [:write_concurrency])
-    :persistent_term.put({__MODULE__, :counters}, counters)
+    :ok = :net_kernel.monitor_nodes(true, node_type: :all)
+    store = LinkStore.inbound()
     opts = Options.get(:receiver)
+
+    # Origins that went down while no Receiver ran start their grace now.
+    connected = Node.list([:visible, :hidden])
+
+    for origin <- Map.keys(Inbound.sessions(store)),
+        origin not in connected,
+        do: Inbound.mark(store, origin, :down, now_ms())
 
     {:ok,
      %{
-       counters: counters,
+       store: store,
        max_frame_size: Options.get(:max_frame_size),
        ack_delay_ms: opts[:ack_delay_ms],
        ack_every: opts[:ack_every],
+       session_grace_ms: opts[:session_grace_ms],
+       session_ttl_ms: opts[:session_ttl_ms],
        # origin => {epoch, frames since last ack, gap?}
        unacked: %{},
        ack_timer: nil,
        last_gap: %{}
-     }}
+     }, {:continue, :expire}}
   end
 
   @impl true
+  def handle_continue(:expire, state), do: {:noreply, expire_sessions(state)}
+
+  @impl true
   # `_atoms` lists the atoms in the frame; receiving the message made the
-  # distribution layer create them, so the safe decode below accepts them.
+  # distribution layer create them, so the safe decode accepts them.
   def handle_info({:jido_frame, origin, epoch, seq, base, frame, _atoms}, state)
-      when is_atom(origin) and is_integer(epoch) and is_integer(seq) and seq > 0 and
+      when is_atom(origin) and is_integer(epoch) and epoch > 0 and is_integer(seq) and seq > 0 and
              is_integer(base) and base > 0 and base <= seq and is_binary(frame) do
-    {:noreply, receive_frame(state, origin, epoch, seq, base, frame)}
+    header = %{origin: origin, epoch: epoch, seq: seq, base: base}
+    {:noreply, receive_frame(state, header, frame, @busy_retries)}
   end
 
   def handle_info({:jido_ack, from, epoch, upto, gap?}, state)
@@ -108,8 +114,20 @@ defmodule Jido.Distributed.Transport.Receiver do
 
   def handle_info(:send_acks, state), do: {:noreply, send_acks(%{state | ack_timer: nil})}
 
+  def handle_info(:expire_sessions, state), do: {:noreply, expire_sessions(state)}
+
+  def handle_info({:nodedown, node, _info}, state) do
+    Inbound.mark(state.store, node, :down, now_ms())
+    {:noreply, state}
+  end
+
+  def handle_info({:nodeup, node, _info}, state) do
+    Inbound.mark(state.store, node, :up, now_ms())
+    {:noreply, state}
+  end
+
   def handle_info(other, state) do
-    count(state, :malformed)
+    Inbound.count(state.store, :malformed)
 
     Logger.warning(
       "#{inspect(__MODULE__)} dropped a malformed message: #{inspect(other, limit: 5)}"
@@ -119,78 +137,44 @@ defmodule Jido.Distributed.Transport.Receiver do
     {:noreply, state}
   end
 
-  defp receive_frame(state, origin, epoch, seq, base, frame) do
-    delivered =
-      case :ets.lookup(LinkStore.sessions_table(), origin) do
-        [{^origin, ^epoch, delivered}] -> delivered
-        _ -> base - 1
-      end
+  defp receive_frame(state, header, frame, retries) do
+    %{origin: origin, epoch: epoch, seq: seq} = header
 
-    delivered =
-      if base - 1 > delivered do
-        count(state, :skipped, base - 1 - delivered)
-        base - 1
-      else
-        delivered
-      end
-
-    cond do
-      seq <= delivered ->
-        count(state, :duplicates)
-        store(origin, epoch, delivered)
+    case Inbound.deliver(state.store, header, frame, state.max_frame_size) do
+      {status, _delivered} when status in [:ok, :duplicate] ->
         schedule_ack(state, origin, epoch, false)
 
-      seq == delivered + 1 ->
-        case Frame.decode(frame, max_decoded_size: state.max_frame_size) do
-          {:ok, entries} ->
-            deliver(state, entries)
-            count(state, :frames)
-            store(origin, epoch, seq)
-            schedule_ack(state, origin, epoch, false)
-
-          {:error, reason} ->
-            count(state, :malformed)
-
-            Logger.error(
-              "#{inspect(__MODULE__)} frame #{seq} from #{origin} is malformed: #{reason}"
-            )
-
-            Telemetry.emit([:receiver, :malformed], %{count: 1}, %{origin: origin, reason: reason})
-
-            state
-        end
-
-      true ->
-        count(state, :gaps)
+      {:gap, delivered} ->
         gap_ack(state, origin, epoch, delivered)
+
+      {:busy, _} when retries > 0 ->
+        # A delivery started by a Receiver that was killed meanwhile still
+        # runs on a dirty scheduler and holds the origin's lock.
+        Process.sleep(1)
+        receive_frame(state, header, frame, retries - 1)
+
+      {:busy, _} ->
+        # Dropped unacked: the Link sends it again.
+        state
+
+      {:error, reason} ->
+        Logger.error("#{inspect(__MODULE__)} frame #{seq} from #{origin} is malformed: #{reason}")
+        Telemetry.emit([:receiver, :malformed], %{count: 1}, %{origin: origin, reason: reason})
+        state
     end
   end
 
-  defp store(origin, epoch, delivered),
-    do: :ets.insert(LinkStore.sessions_table(), {origin, epoch, delivered})
+  defp expire_sessions(state) do
+    Inbound.expire(state.store, now_ms(), state.session_grace_ms, state.session_ttl_ms)
+    interval = state.session_grace_ms |> div(4) |> max(100) |> min(60_000)
+    Process.send_after(self(), :expire_sessions, interval)
+    state
+  end
 
-  defp deliver(state, entries) do
-    {signals, undeliverable} =
-      Enum.reduce(entries, {0, 0}, fn
-        {dest, message}, {ok, bad} when is_pid(dest) ->
-          send(dest, message)
-          {ok + 1, bad}
-
-        {dest, message}, {ok, bad} when is_atom(dest) ->
-          if Process.whereis(dest) do
-            send(dest, message)
-            {ok + 1, bad}
-          else
-            {ok, bad + 1}
-          end
-
-        _malformed, {ok, bad} ->
-          count(state, :malformed)
-          {ok, bad}
-      end)
-
-    count(state, :signals, signals)
-    if undeliverable > 0, do: count(state, :undeliverable, undeliverable)
+  # Milliseconds since this VM started: never negative, unlike monotonic time.
+  defp now_ms do
+    start = System.convert_time_unit(:erlang.system_info(:start_time), :native, :millisecond)
+    System.monotonic_time(:millisecond) - start
   end
 
   defp schedule_ack(state, origin, epoch, gap?) do
@@ -231,20 +215,9 @@ defmodule Jido.Distributed.Transport.Receiver do
   defp send_ack(state, origin) do
     {epoch, _frames, gap?} = Map.fetch!(state.unacked, origin)
 
-    delivered =
-      case :ets.lookup(LinkStore.sessions_table(), origin) do
-        [{^origin, ^epoch, delivered}] -> delivered
-        _ -> 0
-      end
-
+    delivered = Inbound.delivered(state.store, origin, epoch)
     :erlang.send({__MODULE__, origin}, {:jido_ack, node(), epoch, delivered, gap?}, [:noconnect])
-    count(state, :acks_sent)
+    Inbound.count(state.store, :acks_sent)
     %{state | unacked: Map.delete(state.unacked, origin)}
-  end
-
-  defp count(state, name, n \\ 1), do: :counters.add(state.counters, index(name), n)
-
-  for {name, index} <- Enum.with_index(@counter_names, 1) do
-    defp index(unquote(name)), do: unquote(index)
   end
 end
