@@ -17,6 +17,14 @@ defmodule Jido.Distributed do
   `route_and_send/2` picks the agent itself, preferring one on this node
   (see `Jido.Router`).
 
+  Anything else is refused with a value, never kept: a term that is not a
+  signal (`{:error, {:invalid_signal, term}}`), a malformed node name
+  (`{:error, {:invalid_target, target}}`), or a node this node has never
+  been connected to and does not expect (`{:error, {:unknown_node, node}}`;
+  list nodes that are yet to join in the `:known_nodes` setting). Signals
+  for a node that was connected and is unreachable now are buffered until it
+  is back. See `t:send_error/0`.
+
   ## Settings
 
   Set with `config :jido_distributed, key: value`, validated at start:
