@@ -17,6 +17,14 @@ defmodule Jido.Distributed do
   `route_and_send/2` picks the agent itself, preferring one on this node
   (see `Jido.Router`).
 
+  Anything else is refused with a value, never kept: a term that is not a
+  signal (`{:error, {:invalid_signal, term}}`), a malformed node name
+  (`{:error, {:invalid_target, target}}`), or a node this node has never
+  been connected to and does not expect (`{:error, {:unknown_node, node}}`;
+  list nodes that are yet to join in the `:known_nodes` setting). Signals
+  for a node that was connected and is unreachable now are buffered until it
+  is back. See `t:send_error/0`.
+
   ## Settings
 
   Set with `config :jido_distributed, key: value`, validated at start:
@@ -44,7 +52,9 @@ defmodule Jido.Distributed do
       tree broadcast; see `Jido.Distributed.TreeBroadcast`.
   """
 
-  alias Jido.Distributed.{Directory, Message, Optimizer}
+  import Jido.Distributed.Signal, only: [is_signal: 1]
+
+  alias Jido.Distributed.{Directory, Message, Optimizer, Signal}
   alias Jido.Distributed.Transport.{Link, LinkBuffer, LinkStore, Receiver}
 
   @typedoc """
@@ -55,11 +65,33 @@ defmodule Jido.Distributed do
   """
   @type target :: pid() | {atom(), node()} | {:agent, term()}
 
-  @typedoc "Why a signal was not accepted."
+  @typedoc """
+  Why a signal was not accepted:
+
+    * `{:invalid_signal, term}` - not a map or struct with `:id` and `:type`
+      (see `Jido.Distributed.Signal`);
+    * `{:invalid_target, target}` - not a target, or a malformed node name
+      (exactly one `@`, a name part of letters, digits, `_` and `-`, and a
+      host part);
+    * `{:unknown_target, target}` - no process registered under that name
+      on this node;
+    * `{:unknown_agent, id}` - no agent registered with that id;
+    * `{:unknown_node, node}` - a node this node has never been connected
+      to and that is not in the `:known_nodes` setting (most likely a typo).
+      One connection attempt is made in the background; once the node is
+      connected, sending to it works. A node that was connected and is
+      unreachable now is not refused: its signals are buffered;
+    * `:buffer_full` - the node's buffer is full under the `:reject` overflow
+      policy;
+    * `:too_large` - larger than a frame may be;
+    * `:not_distributed` - this node is not alive, so cannot reach others.
+  """
   @type send_error ::
-          {:invalid_target, term()}
+          {:invalid_signal, term()}
+          | {:invalid_target, term()}
           | {:unknown_target, target()}
           | {:unknown_agent, term()}
+          | {:unknown_node, node()}
           | :buffer_full
           | :too_large
           | :not_distributed
@@ -73,7 +105,10 @@ defmodule Jido.Distributed do
 
   Returns `:ok` once the signal is delivered (local target) or accepted by
   the node's Link (remote target), which then delivers it exactly once, in
-  order, unless the sending node dies.
+  order, unless the sending node dies. Otherwise `{:error, reason}`, see
+  `t:send_error/0`: for example `{:error, {:invalid_signal, "str"}}` for a
+  term that is not a signal, or `{:error, {:unknown_node, node}}` for a node
+  this node has never been connected to.
 
   ## Options
 
@@ -87,11 +122,16 @@ defmodule Jido.Distributed do
       ...> end
       {:signal, %{id: "1", type: "demo"}}
   """
-  @spec send(target(), term(), keyword()) :: :ok | {:error, send_error()}
-  def send(target, signal, opts \\ []) do
+  @spec send(target(), Signal.t(), keyword()) :: :ok | {:error, send_error()}
+  def send(target, signal, opts \\ [])
+
+  def send(target, signal, opts) when is_signal(signal) and is_list(opts) do
     message = Message.format(signal, Keyword.get(opts, :message_format, :signal))
     deliver(target, message)
   end
+
+  def send(_target, signal, opts) when is_list(opts), do: Signal.check(signal)
+  def send(_target, _signal, opts), do: raise(ArgumentError, opts_message(opts))
 
   defp deliver({:agent, id}, message) do
     with {:ok, pid} <- resolve_agent(id), do: deliver(pid, message)
@@ -103,7 +143,7 @@ defmodule Jido.Distributed do
   end
 
   defp deliver(pid, message) when is_pid(pid),
-    do: Link.enqueue(node(pid), [:erlang.term_to_binary({pid, message})])
+    do: enqueue(node(pid), pid, [:erlang.term_to_binary({pid, message})])
 
   defp deliver({name, node} = target, message) when is_atom(name) and node == node() do
     if Process.whereis(name) do
@@ -114,41 +154,45 @@ defmodule Jido.Distributed do
     end
   end
 
-  defp deliver({name, node} = target, message) when is_atom(name) and is_atom(node) do
-    if valid_node?(node),
-      do: Link.enqueue(node, [:erlang.term_to_binary({name, message})]),
-      else: {:error, {:invalid_target, target}}
-  end
+  defp deliver({name, node} = target, message) when is_atom(name) and is_atom(node),
+    do: enqueue(node, target, [:erlang.term_to_binary({name, message})])
 
   defp deliver(target, _message), do: {:error, {:invalid_target, target}}
+
+  # A malformed node name is the target's fault.
+  defp enqueue(node, target, bins) do
+    case Link.enqueue(node, bins) do
+      {:error, {:invalid_node, _}} -> {:error, {:invalid_target, target}}
+      other -> other
+    end
+  end
 
   @doc """
   Sends many signals, each to its target, in one pass: local ones directly,
   remote ones grouped into one buffer push per node.
 
   Returns `:ok`, or `{:error, failures}` listing `{target, reason}` for
-  invalid targets and unknown agents, and `{node, reason}` for nodes whose
-  signals were not accepted (every other signal was accepted). Takes the
-  options of `send/3`.
+  invalid signals (`{:invalid_signal, term}`), invalid targets (malformed
+  node names included) and unknown agents, and `{node, reason}` for nodes
+  whose signals were not accepted, such as `{:unknown_node, node}` (every
+  other signal was accepted). Takes the options of `send/3`.
   """
-  @spec dispatch([{target(), term()}], keyword()) ::
+  @spec dispatch([{target(), Signal.t()}], keyword()) ::
           :ok | {:error, [{target() | node(), send_error()}]}
-  def dispatch(entries, opts \\ []) when is_list(entries) do
+  def dispatch(entries, opts \\ [])
+
+  def dispatch(entries, opts) when is_list(entries) and is_list(opts) do
     format = Keyword.get(opts, :message_format, :signal)
 
     :ok = Message.validate!(format)
 
+    {entries, refused} = check_entries(entries)
     {entries, unknown} = resolve_agents(entries)
-    {valid, invalid} = Enum.split_with(entries, &valid_entry?/1)
 
     failures =
-      unknown ++
-        Enum.map(invalid, fn entry -> {target_of(entry), {:invalid_target, target_of(entry)}} end)
-
-    failures =
-      valid
+      entries
       |> Optimizer.optimize_routing()
-      |> Enum.reduce(failures, fn
+      |> Enum.reduce(Enum.reverse(refused ++ unknown), fn
         {:local, local}, acc ->
           Enum.reduce(local, acc, fn {target, signal}, acc ->
             case deliver(target, Message.format(signal, format)) do
@@ -164,13 +208,29 @@ defmodule Jido.Distributed do
             end)
 
           case Link.enqueue(node, bins) do
-            :ok -> acc
-            {:error, reason} -> [{node, reason} | acc]
+            :ok ->
+              acc
+
+            {:error, {:invalid_node, _}} ->
+              Enum.reduce(remote, acc, fn {target, _}, acc ->
+                [{target, {:invalid_target, target}} | acc]
+              end)
+
+            {:error, reason} ->
+              [{node, reason} | acc]
           end
       end)
 
     if failures == [], do: :ok, else: {:error, Enum.reverse(failures)}
   end
+
+  def dispatch(entries, opts) when is_list(opts) do
+    raise ArgumentError,
+          "the entries argument must be a list of {target, signal} tuples, got: " <>
+            inspect(entries)
+  end
+
+  def dispatch(_entries, opts), do: raise(ArgumentError, opts_message(opts))
 
   @doc """
   Routes `signal` with `Jido.Router` (to a capable agent, one on this node
@@ -178,9 +238,11 @@ defmodule Jido.Distributed do
   agent, through the node's batching Link to a remote one.
 
   Returns `{:ok, route}` with the `{:local | :remote, agent}` chosen, or
-  `{:error, reason}`: `:no_capable_agent`, `{:no_address, agent}` (an agent
-  of an explicit list with neither `:pid` nor `:name`), or a
-  `t:send_error/0`.
+  `{:error, reason}`: `{:invalid_signal, term}` (not routed),
+  `:no_capable_agent`, `{:no_address, agent}` (an agent of an explicit list
+  with neither `:pid` nor `:name`), or a `t:send_error/0` (an agent of an
+  explicit list on a node this node has never been connected to gets
+  `{:unknown_node, node}`).
 
   ## Options
 
@@ -202,16 +264,27 @@ defmodule Jido.Distributed do
       iex> Jido.Distributed.Directory.unregister("route-doc")
       :ok
   """
-  @spec route_and_send(map(), keyword()) ::
+  @spec route_and_send(Signal.t(), keyword()) ::
           {:ok, {:local | :remote, map()}}
           | {:error, :no_capable_agent | {:no_address, map()} | send_error()}
-  def route_and_send(signal, opts \\ []) when is_list(opts) do
+  def route_and_send(signal, opts \\ [])
+
+  def route_and_send(signal, opts) when is_signal(signal) and is_list(opts) do
     {agents, opts} = Keyword.pop(opts, :agents)
 
     route =
-      if agents,
-        do: Jido.Router.route_with_locality(signal, agents),
-        else: Jido.Router.route_with_locality(signal)
+      cond do
+        agents == nil ->
+          Jido.Router.route_with_locality(signal)
+
+        is_list(agents) ->
+          Jido.Router.route_with_locality(signal, agents)
+
+        true ->
+          raise ArgumentError,
+                "the :agents option must be a list of agent descriptors, got: " <>
+                  inspect(agents)
+      end
 
     with {where, agent} when where in [:local, :remote] <- route,
          {:ok, target} <- address(agent),
@@ -220,6 +293,9 @@ defmodule Jido.Distributed do
     end
   end
 
+  def route_and_send(signal, opts) when is_list(opts), do: Signal.check(signal)
+  def route_and_send(_signal, opts), do: raise(ArgumentError, opts_message(opts))
+
   @doc """
   Broadcasts `signal` to the subscribers of every node along a tree, so no
   node sends more than `:fanout` copies; returns
@@ -227,12 +303,21 @@ defmodule Jido.Distributed do
   `Jido.Distributed.TreeBroadcast.broadcast/2`, which lists the options
   (`:nodes`, `:fanout`, `:timeout`, `:await`); nodes subscribe with
   `Jido.Distributed.TreeBroadcast.subscribe/2`.
+
+  Like `send/3`, returns `{:error, {:invalid_signal, term}}` for a term that
+  is not a signal (`TreeBroadcast.broadcast/2` itself raises).
   """
-  @spec broadcast(term(), keyword()) ::
+  @spec broadcast(Signal.t(), keyword()) ::
           {:ok, Jido.Distributed.TreeBroadcast.result()}
           | {:ok, Jido.Distributed.TreeBroadcast.id()}
-          | {:error, Jido.Distributed.Frame.error_reason()}
-  defdelegate broadcast(signal, opts \\ []), to: Jido.Distributed.TreeBroadcast
+          | {:error, Jido.Distributed.Frame.error_reason() | {:invalid_signal, term()}}
+  def broadcast(signal, opts \\ [])
+
+  def broadcast(signal, opts) when is_signal(signal) and is_list(opts),
+    do: Jido.Distributed.TreeBroadcast.broadcast(signal, opts)
+
+  def broadcast(signal, opts) when is_list(opts), do: Signal.check(signal)
+  def broadcast(_signal, opts), do: raise(ArgumentError, opts_message(opts))
 
   @doc """
   Flushes whatever is pending for `node` (or for every node) now, without
@@ -244,6 +329,11 @@ defmodule Jido.Distributed do
   end
 
   def flush(node) when is_atom(node), do: Link.flush(node)
+
+  def flush(other) do
+    raise ArgumentError,
+          "the node argument must be a node name (an atom) or :all, got: #{inspect(other)}"
+  end
 
   @doc """
   Counters of this node.
@@ -306,17 +396,30 @@ defmodule Jido.Distributed do
     end
   end
 
-  defp valid_entry?({pid, _signal}) when is_pid(pid), do: true
+  # Entries with a signal and a target of the right shape go on (node names
+  # are checked per node, by the Link); the others become failures.
+  defp check_entries(entries) do
+    {ok, refused} =
+      Enum.reduce(entries, {[], []}, fn entry, {ok, refused} ->
+        case entry_error(entry) do
+          nil -> {[entry | ok], refused}
+          failure -> {ok, [failure | refused]}
+        end
+      end)
 
-  defp valid_entry?({{name, node}, _signal}) when is_atom(name) and is_atom(node),
-    do: valid_node?(node)
+    {Enum.reverse(ok), Enum.reverse(refused)}
+  end
 
-  defp valid_entry?(_), do: false
+  defp entry_error({target, signal}) when not is_signal(signal),
+    do: {target, {:invalid_signal, signal}}
 
-  defp valid_node?(node), do: node == node() or String.contains?(Atom.to_string(node), "@")
+  defp entry_error({pid, _signal}) when is_pid(pid), do: nil
+  defp entry_error({{:agent, _id}, _signal}), do: nil
+  defp entry_error({{name, node}, _signal}) when is_atom(name) and is_atom(node), do: nil
+  defp entry_error({target, _signal}), do: {target, {:invalid_target, target}}
+  defp entry_error(other), do: {other, {:invalid_target, other}}
 
-  defp target_of({target, _}), do: target
-  defp target_of(other), do: other
+  defp opts_message(opts), do: "the opts argument must be a keyword list, got: #{inspect(opts)}"
 
   defp remote_dest(pid) when is_pid(pid), do: pid
   defp remote_dest({name, _node}), do: name

@@ -144,7 +144,7 @@ defmodule Jido.Router do
       {:error, :no_capable_agent}
   """
   @spec route_with_locality(map(), [agent()], keyword()) :: route()
-  def route_with_locality(signal, agents, opts \\ []) when is_list(agents) do
+  def route_with_locality(signal, agents, opts \\ []) do
     case rank(signal, agents, opts) do
       [] -> {:error, :no_capable_agent}
       [agent | _] -> {if(agent_node(agent) == local_node(opts), do: :local, else: :remote), agent}
@@ -165,9 +165,11 @@ defmodule Jido.Router do
       ["idle", "busy"]
   """
   @spec rank(map(), [agent()], keyword()) :: [agent()]
-  def rank(signal, agents, opts \\ []) when is_list(agents) do
-    type = Map.get(signal, :type)
-    sh = :erlang.phash2(Map.get(signal, :id))
+  def rank(signal, agents, opts \\ [])
+
+  def rank(signal, agents, opts) when is_list(agents) and is_list(opts) do
+    type = type_of(signal)
+    sh = :erlang.phash2(id_of(signal))
     me = local_node(opts)
     nodes = Keyword.get_lazy(opts, :nodes, &Node.list/0)
     weights = Keyword.get_lazy(opts, :weights, &routing_weights/0)
@@ -196,6 +198,8 @@ defmodule Jido.Router do
     |> Enum.map(&elem(&1, 1))
   end
 
+  def rank(_signal, agents, opts), do: misuse!(agents, opts)
+
   @doc """
   The first agent in `agents`, in list order, with a capability matching
   the signal's type.
@@ -208,13 +212,15 @@ defmodule Jido.Router do
   """
   @spec find_capable_agent(map(), [agent()]) :: {:ok, agent()} | {:error, :no_capable_agent}
   def find_capable_agent(signal, agents) when is_list(agents) do
-    type = Map.get(signal, :type)
+    type = type_of(signal)
 
     case Enum.find(agents, &capable?(&1, type)) do
       nil -> {:error, :no_capable_agent}
       agent -> {:ok, agent}
     end
   end
+
+  def find_capable_agent(_signal, agents), do: misuse!(agents, [])
 
   @doc """
   Every agent capable of `signal`: from the Directory (see
@@ -226,15 +232,21 @@ defmodule Jido.Router do
   def capable_agents(signal, agents \\ :directory)
 
   def capable_agents(signal, :directory) do
-    case Map.get(signal, :type) do
+    case type_of(signal) do
       type when is_binary(type) -> Directory.capable(type)
       _ -> []
     end
   end
 
   def capable_agents(signal, agents) when is_list(agents) do
-    type = Map.get(signal, :type)
+    type = type_of(signal)
     Enum.filter(agents, &capable?(&1, type))
+  end
+
+  def capable_agents(_signal, agents) do
+    raise ArgumentError,
+          "the agents argument must be a list of agent descriptors or :directory, got: " <>
+            inspect(agents)
   end
 
   @doc """
@@ -268,7 +280,18 @@ defmodule Jido.Router do
       :ok
   """
   @spec update_routing_weights(%{node() => weight() | nil}, keyword()) :: :ok
-  def update_routing_weights(weights, opts \\ []) when is_map(weights) and is_list(opts) do
+  def update_routing_weights(weights, opts \\ [])
+
+  def update_routing_weights(weights, _opts) when not is_map(weights) do
+    raise ArgumentError,
+          "the weights argument must be a map of node => number, :infinity or nil, got: " <>
+            inspect(weights)
+  end
+
+  def update_routing_weights(_weights, opts) when not is_list(opts),
+    do: raise(ArgumentError, opts_message(opts))
+
+  def update_routing_weights(weights, opts) do
     Enum.each(weights, fn {node, weight} ->
       unless is_atom(node) and (is_number(weight) or weight in [:infinity, nil]) do
         raise ArgumentError,
@@ -309,6 +332,10 @@ defmodule Jido.Router do
   def weight(node) when node == node(), do: 0
   def weight(node) when is_atom(node), do: weight(node, routing_weights(), Node.list())
 
+  def weight(node) do
+    raise ArgumentError, "the node argument must be a node name (an atom), got: #{inspect(node)}"
+  end
+
   defp weight(node, weights, nodes) do
     case weights do
       %{^node => weight} -> weight
@@ -332,6 +359,24 @@ defmodule Jido.Router do
   end
 
   defp local_node(opts), do: Keyword.get(opts, :local_node, node())
+
+  # Anything but a map with a string `:type` is capable of nothing.
+  defp type_of(%{type: type}), do: type
+  defp type_of(_signal), do: nil
+
+  defp id_of(%{id: id}), do: id
+  defp id_of(_signal), do: nil
+
+  # Names the argument with the wrong shape.
+  defp misuse!(agents, _opts) when not is_list(agents) do
+    raise ArgumentError,
+          "the agents argument must be a list of agent descriptors (route_with_locality/1 " <>
+            "routes among the Directory's agents), got: #{inspect(agents)}"
+  end
+
+  defp misuse!(_agents, opts), do: raise(ArgumentError, opts_message(opts))
+
+  defp opts_message(opts), do: "the opts argument must be a keyword list, got: #{inspect(opts)}"
 
   defp agent_node(%{node: node}) when is_atom(node) and node != nil, do: node
   defp agent_node(%{pid: pid}) when is_pid(pid), do: node(pid)

@@ -216,4 +216,60 @@ defmodule Jido.RouterTest do
       Enum.each(pids, &Process.exit(&1, :kill))
     end
   end
+
+  describe "misuse" do
+    test "arguments of the wrong shape raise ArgumentError naming the argument" do
+      agents = [agent("a", @b, ["a.*"])]
+
+      assert_raise ArgumentError,
+                   ~r/^the agents argument must be a list of agent descriptors .*got: :directory$/,
+                   fn ->
+                     Router.route_with_locality(sig("a.x"), :directory)
+                   end
+
+      assert_raise ArgumentError, ~r/^the agents argument must be .*got: %{}$/, fn ->
+        Router.rank(sig("a.x"), %{})
+      end
+
+      assert_raise ArgumentError, ~r/^the agents argument must be .*got: nil$/, fn ->
+        Router.find_capable_agent(sig("a.x"), nil)
+      end
+
+      assert_raise ArgumentError, "the opts argument must be a keyword list, got: :bad", fn ->
+        Router.route_with_locality(sig("a.x"), agents, :bad)
+      end
+
+      assert_raise ArgumentError,
+                   "the agents argument must be a list of agent descriptors or :directory, got: :all",
+                   fn -> Router.capable_agents(sig("a.x"), :all) end
+
+      assert_raise ArgumentError,
+                   "the weights argument must be a map of node => number, :infinity or nil, " <>
+                     "got: [b@host: :infinity]",
+                   fn -> Router.update_routing_weights([{@b, :infinity}]) end
+
+      assert_raise ArgumentError, "the opts argument must be a keyword list, got: true", fn ->
+        Router.update_routing_weights(%{@b => 1}, true)
+      end
+
+      assert_raise ArgumentError,
+                   ~s(the node argument must be a node name (an atom\), got: "b"),
+                   fn ->
+                     Router.weight("b")
+                   end
+
+      assert Router.routing_weights() == %{}
+    end
+
+    test "a term that is not a signal is capable of nothing" do
+      agents = [agent("a", @b, ["**"])]
+
+      for bad <- ["a.x", nil, 42, %{id: 1}] do
+        assert Router.route_with_locality(bad, agents, opts()) == {:error, :no_capable_agent}
+        assert Router.route_with_locality(bad) == {:error, :no_capable_agent}
+        assert Router.find_capable_agent(bad, agents) == {:error, :no_capable_agent}
+        assert Router.capable_agents(bad) == []
+      end
+    end
+  end
 end

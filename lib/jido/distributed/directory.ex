@@ -144,7 +144,19 @@ defmodule Jido.Distributed.Directory do
       :ok
   """
   @spec register(id(), [Pattern.t() | String.t()], keyword()) :: :ok | {:error, error()}
-  def register(id, capabilities, opts \\ []) when is_list(capabilities) and is_list(opts) do
+  def register(id, capabilities, opts \\ [])
+
+  def register(_id, capabilities, _opts) when not is_list(capabilities) do
+    raise ArgumentError,
+          "the capabilities argument must be a list of signal type patterns, got: " <>
+            inspect(capabilities)
+  end
+
+  def register(_id, _capabilities, opts) when not is_list(opts) do
+    raise ArgumentError, "the opts argument must be a keyword list, got: #{inspect(opts)}"
+  end
+
+  def register(id, capabilities, opts) do
     pid = Keyword.get(opts, :pid, self())
     load = Keyword.get(opts, :load, 0)
 

@@ -8,11 +8,22 @@ defmodule Jido.Distributed.Options do
   are listed in `Jido.Distributed`.
   """
 
+  alias Jido.Distributed.Transport.NodeCheck
+
   @schema [
     max_frame_size: [
       type: :pos_integer,
       default: 64 * 1024 * 1024,
       doc: "Largest uncompressed frame payload a Receiver accepts, in bytes."
+    ],
+    known_nodes: [
+      type: :nodes,
+      default: [],
+      doc:
+        "Nodes expected to join that this node has not been connected to yet. Signals " <>
+          "for them are accepted and buffered until they connect, as for a node that " <>
+          "was connected and went away; signals for other never-seen nodes are " <>
+          "refused with `{:error, {:unknown_node, node}}`."
     ],
     location: [
       type: :keyword_list,
@@ -310,6 +321,12 @@ defmodule Jido.Distributed.Options do
   defp check_type!(:string, v, _, _) when is_binary(v), do: v
   defp check_type!(:label, v, _, _) when is_binary(v) or is_atom(v), do: v
 
+  defp check_type!(:nodes, v, _, path) do
+    if is_list(v) and Enum.all?(v, &NodeCheck.valid_name?/1),
+      do: v,
+      else: bad!(path, describe(:nodes), v)
+  end
+
   defp check_type!({:in, values}, v, _, path) do
     if v in values, do: v, else: bad!(path, "one of #{inspect(values)}", v)
   end
@@ -325,6 +342,7 @@ defmodule Jido.Distributed.Options do
   defp describe(:atom), do: "an atom"
   defp describe(:string), do: "a string"
   defp describe(:label), do: "a string or an atom"
+  defp describe(:nodes), do: "a list of node names (atoms such as :\"app@host\")"
 
   defp name(path), do: "#{Enum.map_join(path, " ", &inspect/1)} option"
   defp where([]), do: ""

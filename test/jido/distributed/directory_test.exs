@@ -78,6 +78,16 @@ defmodule Jido.Distributed.DirectoryTest do
     assert_raise ArgumentError, ~r/the :pid option must be a pid/, fn ->
       Directory.register("#{p}", ["ok"], pid: :me)
     end
+
+    assert_raise ArgumentError,
+                 ~s(the capabilities argument must be a list of signal type patterns, got: "a.*"),
+                 fn -> Directory.register("#{p}", "a.*") end
+
+    assert_raise ArgumentError, "the opts argument must be a keyword list, got: :bad", fn ->
+      Directory.register("#{p}", ["ok"], :bad)
+    end
+
+    assert Directory.whereis("#{p}") == nil
   end
 
   test "an agent vanishes when it exits or unregisters", %{prefix: p} do

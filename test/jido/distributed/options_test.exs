@@ -30,6 +30,22 @@ defmodule Jido.Distributed.OptionsTest do
     end
   end
 
+  test "known_nodes takes well-formed node names only" do
+    assert Options.validate!([])[:known_nodes] == []
+
+    assert Options.validate!(known_nodes: [:a@h, :"b-1@h.example"])[:known_nodes] == [
+             :a@h,
+             :"b-1@h.example"
+           ]
+
+    for bad <- [:a@h, [:a@b@c], [:nohost@], ["a@h"], [:noatsign]] do
+      assert_raise ArgumentError,
+                   ~s(the :known_nodes option must be a list of node names (atoms such as :"app@host"\), got: ) <>
+                     inspect(bad),
+                   fn -> Options.validate!(known_nodes: bad) end
+    end
+  end
+
   test "docs list every key" do
     docs = Options.docs()
     for {key, _} <- Options.schema(), do: assert(docs =~ inspect(key))

@@ -35,7 +35,7 @@ defmodule Jido.Distributed.Transport.Link do
   alias Jido.Distributed.Optimizer
   alias Jido.Distributed.Options
   alias Jido.Distributed.Telemetry
-  alias Jido.Distributed.Transport.{LinkBuffer, LinkStore, Receiver}
+  alias Jido.Distributed.Transport.{LinkBuffer, LinkStore, NodeCheck, Receiver}
 
   @registry Jido.Distributed.LinkRegistry
   @supervisor Jido.Distributed.LinkSupervisor
@@ -48,21 +48,36 @@ defmodule Jido.Distributed.Transport.Link do
   @doc """
   Accepts encoded entries (`:erlang.term_to_binary({dest, message})`) for
   `node`, starting its Link if needed. All or none are accepted.
+
+  Only a known node gets a Link (see `Jido.Distributed.Transport.NodeCheck`):
+  a malformed node name is refused with `{:invalid_node, node}`, a node
+  this node has never been connected to (and that is not in the
+  `:known_nodes` setting) with `{:unknown_node, node}`, after starting one
+  background connection attempt.
   """
   @spec enqueue(node(), [binary()]) ::
-          :ok | {:error, :buffer_full | :too_large | :not_distributed}
+          :ok
+          | {:error,
+             :buffer_full
+             | :too_large
+             | :not_distributed
+             | {:invalid_node | :unknown_node, term()}}
   def enqueue(node, entries) when is_atom(node) and is_list(entries) do
-    if Node.alive?() do
-      row = ensure_started(node)
-      push(row, entries)
-    else
-      {:error, :not_distributed}
+    case LinkStore.lookup(node) do
+      {_, _, _, _, _, pid} = row when is_pid(pid) ->
+        if Node.alive?(), do: push(row, entries), else: {:error, :not_distributed}
+
+      _ ->
+        with :ok <- NodeCheck.check(node), do: push(ensure_started(node), entries)
     end
   end
 
-  @doc "Starts the Link for `node` unless it runs; returns the link row."
+  @doc """
+  Starts the Link for `node` unless it runs; returns the link row. Does not
+  check `node` (`enqueue/2` does).
+  """
   @spec ensure_started(node()) :: LinkStore.row()
-  def ensure_started(node) do
+  def ensure_started(node) when is_atom(node) do
     case LinkStore.lookup(node) do
       {_, _, _, _, _, pid} = row when is_pid(pid) ->
         row
@@ -77,14 +92,23 @@ defmodule Jido.Distributed.Transport.Link do
     end
   end
 
+  def ensure_started(node), do: raise(ArgumentError, node_message(node))
+
   @doc "Flushes everything pending for `node` now and waits for it."
   @spec flush(node(), timeout()) :: :ok
-  def flush(node, timeout \\ 5_000) do
+  def flush(node, timeout \\ 5_000)
+
+  def flush(node, timeout) when is_atom(node) do
     case LinkStore.lookup(node) do
       {_, _, _, _, _, pid} when is_pid(pid) -> GenServer.call(pid, :flush_sync, timeout)
       _ -> :ok
     end
   end
+
+  def flush(node, _timeout), do: raise(ArgumentError, node_message(node))
+
+  defp node_message(node),
+    do: "the node argument must be a node name (an atom), got: #{inspect(node)}"
 
   defp via(node), do: {:via, Registry, {@registry, node}}
 
@@ -253,10 +277,10 @@ defmodule Jido.Distributed.Transport.Link do
         {:noreply, resume(%{state | connected: true})}
 
       holds_data?(state) ->
-        node = state.node
-        # Node.connect can block for the whole setup time on a dead
-        # network; never block the Link on it.
-        spawn(fn -> Node.connect(node) end)
+        # Connecting can block for the whole setup time on a dead network:
+        # never block the Link on it, and never start a second attempt
+        # while one is under way.
+        NodeCheck.connect(state.node, :unbounded)
         {:noreply, schedule_reconnect(state)}
 
       true ->

@@ -1,13 +1,17 @@
 defmodule Jido.Distributed.Transport.LinkStore do
   @moduledoc """
   Owns the state that must outlive Link and Receiver processes: each remote
-  node's buffer, epoch, wake-up flag and counters, the Receiver's sequencing
-  state (`Jido.Distributed.Transport.Inbound`), the cache of node locations, and the broadcast subscriptions
-  (so a restarted `Jido.Distributed.TreeBroadcast` keeps them). All are ETS tables, readable by
+  node's buffer, epoch, wake-up flag and counters, the Receiver's
+  sequencing state (`Jido.Distributed.Transport.Inbound`), the cache of node
+  locations, the broadcast subscriptions (so a restarted
+  `Jido.Distributed.TreeBroadcast` keeps them), and the nodes this node has
+  been connected to with the connection attempts under way (see
+  `Jido.Distributed.Transport.NodeCheck`). All are ETS tables, readable by
   callers without a message.
 
-  It also watches node up/down events and forwards them to the Link of that
-  node, so Links need not each subscribe to every node event.
+  It also watches node up/down events: it remembers every node that came up
+  and forwards the events to the Link of that node, so Links need not each
+  subscribe to every node event.
 
   A link row is `{node, buffer, epoch, notify, counters, pid}`:
 
@@ -23,7 +27,7 @@ defmodule Jido.Distributed.Transport.LinkStore do
   alias Jido.Distributed.Counters
   alias Jido.Distributed.Location
   alias Jido.Distributed.Options
-  alias Jido.Distributed.Transport.{Inbound, LinkBuffer}
+  alias Jido.Distributed.Transport.{Inbound, LinkBuffer, NodeCheck}
 
   @links :jido_distributed_links
   @store :jido_distributed_link_store
@@ -89,6 +93,8 @@ defmodule Jido.Distributed.Transport.LinkStore do
     :ets.new(Location.table(), [:named_table, :public, :set, read_concurrency: true])
     :ets.new(Jido.Distributed.TreeBroadcast.subscriptions_table(), [:named_table, :public, :bag])
     :ok = :net_kernel.monitor_nodes(true, node_type: :all)
+    # After subscribing: a node that comes up from here on is seen either way.
+    :ok = NodeCheck.create_tables()
     {:ok, %{}}
   end
 
@@ -103,6 +109,7 @@ defmodule Jido.Distributed.Transport.LinkStore do
 
   @impl true
   def handle_info({event, node, _info}, state) when event in [:nodeup, :nodedown] do
+    if event == :nodeup, do: NodeCheck.seen(node)
     if event == :nodedown, do: Location.forget(node)
 
     case lookup(node) do
