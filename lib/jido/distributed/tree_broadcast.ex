@@ -69,18 +69,44 @@ defmodule Jido.Distributed.TreeBroadcast do
   10 to 250 ms apart) while broadcasts are in flight, not by a timer per
   broadcast.
 
-  ## Failures and adoption
+  ## Failures, adoption and retries
 
   A child is given up when it is not connected (the send returns
   `:noconnect`), when its node goes down (`:nodedown`), or when it does not
   confirm receipt within the `:ack_timeout_ms` setting. Its parent then
   sends the frame to the child's children itself, each with its own subtree
   (the repair of `Jido.Distributed.TreePlanner.adopt/2`, done one hop at a
-  time), so every live node still receives. The given-up child is counted
-  missing (or delivered, if it had confirmed receipt). A report that
-  arrives later from a slow child counts the child alone, since its
-  subtree now reports through the parent. See
+  time), so every live node still receives. A given-up child that had
+  confirmed receipt is counted delivered. One that had not may still be
+  reachable from elsewhere (only the link to its parent may be cut): its
+  parent hands it up, `{:retry, id, child}` in its acks, and no longer
+  counts it; the grandparent sends it the frame alone (its children were
+  adopted below) and counts it, or, if it cannot reach it either, hands it
+  up in turn. Only the root, the last resort, counts a child missing, so
+  `missing` names the nodes that neither their parent nor any ancestor
+  could reach. Each ancestor that tries waits up to `:ack_timeout_ms` for
+  a receipt, so a silent node deep in the tree takes one ack timeout per
+  level before it is reported missing (within the broadcast's timeout).
+
+  A report that arrives later from a slow child counts the child alone,
+  since its subtree now reports through the parent; one from a child
+  handed up is left to the ancestor that took it. See
   `Jido.Distributed.TreeBroadcast.Session`.
+
+  ## Messages from other nodes
+
+  Every message that arrives from another node, broadcasts and acks, but
+  also calls and casts to this process, is checked by
+  `Jido.Distributed.TreeBroadcast.Wire` before use: its whole shape
+  (ids, node names, the frame a binary, the atom list, the subtree made of
+  node names only and bounded in size and depth, the budget a positive
+  integer, every ack). A message that fails is dropped: it bumps the
+  `malformed` counter (`stats/0`), emits a `malformed` event, and is logged
+  the first time for each reason (`Jido.Distributed.TreeBroadcast.Wire`
+  names them; `:undecodable_frame` for a frame that does not decode); a
+  call gets `{:error, :malformed}`. It never crashes the process, so
+  broadcasts in flight are not lost. Sends go out with `:noconnect` and
+  cannot raise, whatever the destination.
 
   ## Duplicates
 
@@ -102,6 +128,9 @@ defmodule Jido.Distributed.TreeBroadcast do
       `:ack_timeout_ms` is given up (its subtree adopted, itself reported
       missing unless its report still arrives in time). Await now and then
       (`await/2`) to bound what is in flight.
+    * A tree holds at most 65,536 nodes and is at most 4,096 deep (the
+      bounds every node checks, see `Jido.Distributed.TreeBroadcast.Wire`);
+      the `:tree` option refuses larger ones.
     * The root's CPU per broadcast is about constant (encode once, send
       `:fanout` copies, take its children's reports), shared by the whole
       batch under a stream of broadcasts, while a root that sends to every
@@ -123,6 +152,9 @@ defmodule Jido.Distributed.TreeBroadcast do
     * `[:jido, :distributed, :broadcast, :stop]` - on the root when the
       broadcast completed; measurements `duration` (native units),
       `delivered`, `missing`; metadata `id`, `missing` (the nodes).
+    * `[:jido, :distributed, :broadcast, :malformed]` - on any node, for
+      each message dropped as malformed (see "Messages from other nodes");
+      measurements `count` (1); metadata `reason`.
   """
   use GenServer
 
@@ -209,7 +241,8 @@ defmodule Jido.Distributed.TreeBroadcast do
 
   Returns `{:error, :too_large}` at once for a signal larger, in external
   term format, than the `:max_frame_size` setting (no member could decode
-  it).
+  it), and `{:error, :malformed}` for a planned tree beyond the bounds
+  under "Limits".
 
       iex> {:ok, %{delivered: 1, missing: []}} =
       ...>   Jido.Distributed.TreeBroadcast.broadcast(%{id: "1", type: "demo"}, nodes: [])
@@ -218,7 +251,7 @@ defmodule Jido.Distributed.TreeBroadcast do
       {:ok, %{delivered: 1, missing: []}}
   """
   @spec broadcast(term(), keyword()) ::
-          {:ok, result()} | {:ok, id()} | {:error, Frame.error_reason()}
+          {:ok, result()} | {:ok, id()} | {:error, Frame.error_reason() | :malformed}
   def broadcast(signal, opts \\ []) when is_list(opts) do
     signal!(signal)
     {fanout, timeout, max_frame_size} = defaults()
@@ -245,13 +278,14 @@ defmodule Jido.Distributed.TreeBroadcast do
   @doc """
   Waits for the broadcast `id`, started on this node with `await: false`,
   and returns its result, or `{:error, reason}` if it could not be framed
-  (`t:Jido.Distributed.Frame.error_reason/0`). Returns
+  (`t:Jido.Distributed.Frame.error_reason/0`) or its tree was refused
+  (`:malformed`). Returns
   `{:error, :unknown_broadcast}` for an id
   this node did not start or no longer remembers (see the `:dedup_size` and
   `:dedup_ttl_ms` settings). Exits if nothing comes within `timeout`.
   """
   @spec await(id(), timeout()) ::
-          {:ok, result()} | {:error, :unknown_broadcast | Frame.error_reason()}
+          {:ok, result()} | {:error, :unknown_broadcast | Frame.error_reason() | :malformed}
   def await(id, timeout \\ :infinity)
 
   def await({root, _, _} = id, timeout) when root == node(),
@@ -314,8 +348,11 @@ defmodule Jido.Distributed.TreeBroadcast do
       from parents, repeats included), `duplicates`, `delivered` (messages
       to local subscribers), `forwarded` (frames sent to children, adoptions
       included), `adopted` (subtrees taken over from failed children),
-      `failed_children`, `acks_sent` (receipts and reports),
-      `ack_messages` (the batches they went in), `malformed`;
+      `failed_children`, `handed_up` (failed children passed to the
+      parents to try), `retried` (nodes this node tried for a child that
+      could not reach them), `acks_sent` (receipts, reports and retries),
+      `ack_messages` (the batches they went in), `malformed` (messages
+      dropped, see "Messages from other nodes");
     * `sends` - frames sent per destination node;
     * `sessions` - broadcasts in flight here; `subscribers` - subscribed
       processes; `remembered` - broadcast ids remembered.
@@ -813,7 +850,19 @@ defmodule Jido.Distributed.TreeBroadcast do
 
       {:error, reason} ->
         if waiter, do: GenServer.reply(waiter, {:error, :malformed})
-        malformed(state, reason, start)
+        state = malformed(state, reason, start)
+
+        # One of this node's ids (a planned tree beyond the bounds) can be
+        # awaited for its error.
+        case start do
+          {:start, {root, _, _} = id, _, _, _, _, _} when root == node() ->
+            if Wire.id?(id),
+              do: %{state | recent: Recent.put(state.recent, id, {:error, :malformed}, now_ms())},
+              else: state
+
+          _ ->
+            state
+        end
     end
   end
 

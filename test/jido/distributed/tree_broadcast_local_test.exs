@@ -297,6 +297,15 @@ defmodule Jido.Distributed.TreeBroadcastLocalTest do
     assert {:ok, %{delivered: 1}} = TreeBroadcast.broadcast(signal(type("after")), nodes: [])
   end
 
+  test "a planned tree beyond the wire's bounds is refused, awaited or not" do
+    # Fanout 1: a chain deeper than 4,096.
+    members = for i <- 1..4_100, do: :"tb_chain_#{i}@nohost"
+    s = signal(type("deep"))
+    assert TreeBroadcast.broadcast(s, nodes: members, fanout: 1) == {:error, :malformed}
+    assert {:ok, id} = TreeBroadcast.broadcast(s, nodes: members, fanout: 1, await: false)
+    assert TreeBroadcast.await(id, 5_000) == {:error, :malformed}
+  end
+
   test "options are checked" do
     s = signal("a.b")
 
