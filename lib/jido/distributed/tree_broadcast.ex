@@ -102,9 +102,10 @@ defmodule Jido.Distributed.TreeBroadcast do
   node names only and bounded in size and depth, the budget a positive
   integer, every ack). A message that fails is dropped: it bumps the
   `malformed` counter (`stats/0`), emits a `malformed` event, and is logged
-  the first time for each reason (`Jido.Distributed.TreeBroadcast.Wire`
-  names them; `:undecodable_frame` for a frame that does not decode); a
-  call gets `{:error, :malformed}`. It never crashes the process, so
+  the first time for each reason (`t:Jido.Distributed.TreeBroadcast.Wire.reason/0`,
+  and `:undecodable_frame` for a frame that does not decode,
+  `:bad_subscription`, `:bad_caller` for a call that cannot be answered);
+  a call gets `{:error, :malformed}`. It never crashes the process, so
   broadcasts in flight are not lost. Sends go out with `:noconnect` and
   cannot raise, whatever the destination.
 
@@ -599,8 +600,13 @@ defmodule Jido.Distributed.TreeBroadcast do
   end
 
   # Every call and cast may come from another node: a request of the wrong
-  # shape is answered `{:error, :malformed}` (calls), counted and logged.
+  # shape is answered `{:error, :malformed}` (calls), counted and logged. A
+  # call whose `from` is not `{pid, tag}` cannot be answered (gen_server's
+  # reply would raise): it is only counted.
   @impl true
+  def handle_call(request, from, state) when not (is_tuple(from) and tuple_size(from) == 2),
+    do: noreply(malformed(state, :bad_caller, {request, from}))
+
   def handle_call({:start, _, _, _, _, _, _} = start, from, state),
     do: noreply(start_batches(state, start, from))
 
@@ -834,8 +840,7 @@ defmodule Jido.Distributed.TreeBroadcast do
   # awaited broadcast, or nil) together with the starts queued behind it for
   # the same tree, timeout and fanout, as one batch; then any start that
   # could not join, the same way, so broadcasts leave in the order they
-  # were started.
-  # A start of the wrong shape (from another node) is refused.
+  # were started. A start of the wrong shape (from another node) is refused.
   defp start_batches(state, start, waiter) do
     case Wire.check_start(start, node()) do
       :ok ->
@@ -876,7 +881,7 @@ defmodule Jido.Distributed.TreeBroadcast do
       {:"$gen_cast", {:start, _, _, _, _, _, _} = start} ->
         take(key, n, bytes, acc, start, nil)
 
-      {:"$gen_call", from, {:start, _, _, _, _, _, _} = start} ->
+      {:"$gen_call", {_, _} = from, {:start, _, _, _, _, _, _} = start} ->
         take(key, n, bytes, acc, start, from)
     after
       0 -> {Enum.reverse(acc), nil}
