@@ -39,6 +39,16 @@ defmodule Jido.Distributed.TreeBroadcastFaultsTest do
 
   defp stats(node), do: Cluster.rpc(node, TreeBroadcast, :stats, [])
 
+  defp wait_for(fun, timeout \\ 20_000) do
+    deadline = System.monotonic_time(:millisecond) + timeout
+
+    Enum.find(Stream.repeatedly(fn -> nil end), fn _ ->
+      fun.() or
+        (System.monotonic_time(:millisecond) > deadline and flunk("condition not met")) or
+        (Process.sleep(20) && false)
+    end)
+  end
+
   defp broadcast(root, signal, opts),
     do: Cluster.rpc(root, TreeBroadcast, :broadcast, [signal, opts], 30_000)
 
@@ -147,6 +157,43 @@ defmodule Jido.Distributed.TreeBroadcastFaultsTest do
       assert stats(r).counters.retried - before.retried == 1
       assert stats(p).counters.handed_up >= 1
       assert stats(q).counters.handed_up >= 1
+    end
+
+    test "a slow child given up by its parent is retried by the root and counted once" do
+      # p gives up on c after 500 ms; the root waits for c much longer.
+      slow = [broadcast: [ack_timeout_ms: 500]]
+      patient = [broadcast: [ack_timeout_ms: 30_000]]
+
+      [r, p, c, d] =
+        nodes =
+        start_cluster([
+          [name: :r, env: patient],
+          [name: :p, env: slow],
+          [name: :c, env: slow],
+          [name: :d, env: slow]
+        ])
+
+      tree = {r, [{p, [{c, [{d, []}]}]}]}
+      subs = collectors(nodes, "slow.**")
+      :ok = Cluster.rpc(c, :sys, :suspend, [TreeBroadcast])
+
+      {:ok, id} = broadcast(r, signal("slow.one", 1), tree: tree, await: false, timeout: 60_000)
+
+      try do
+        # p hands c up (and sends to d itself); the root tries c.
+        wait_for(fn -> stats(r).counters.retried == 1 end)
+        assert stats(p).counters.handed_up == 1
+      after
+        Cluster.rpc(c, :sys, :resume, [TreeBroadcast])
+      end
+
+      # c then gets the frame from p (with d below it) and from the root
+      # (alone), delivers once, and reports to both: the root counts c
+      # once, p leaves it to the root, d is counted through p.
+      assert {:ok, %{delivered: 4, missing: []}} =
+               Cluster.rpc(r, TreeBroadcast, :await, [id, 60_000], 65_000)
+
+      assert received(reports(subs, 1)) == Map.new(nodes, &{&1, {1, 1}})
     end
 
     test "a child cut from every node is missing; its children still receive" do
