@@ -69,18 +69,45 @@ defmodule Jido.Distributed.TreeBroadcast do
   10 to 250 ms apart) while broadcasts are in flight, not by a timer per
   broadcast.
 
-  ## Failures and adoption
+  ## Failures, adoption and retries
 
   A child is given up when it is not connected (the send returns
   `:noconnect`), when its node goes down (`:nodedown`), or when it does not
   confirm receipt within the `:ack_timeout_ms` setting. Its parent then
   sends the frame to the child's children itself, each with its own subtree
   (the repair of `Jido.Distributed.TreePlanner.adopt/2`, done one hop at a
-  time), so every live node still receives. The given-up child is counted
-  missing (or delivered, if it had confirmed receipt). A report that
-  arrives later from a slow child counts the child alone, since its
-  subtree now reports through the parent. See
+  time), so every live node still receives. A given-up child that had
+  confirmed receipt is counted delivered. One that had not may still be
+  reachable from elsewhere (only the link to its parent may be cut): its
+  parent hands it up, `{:retry, id, child}` in its acks, and no longer
+  counts it; the grandparent sends it the frame alone (its children were
+  adopted below) and counts it, or, if it cannot reach it either, hands it
+  up in turn. Only the root, the last resort, counts a child missing, so
+  `missing` names the nodes that neither their parent nor any ancestor
+  could reach. Each ancestor that tries waits up to `:ack_timeout_ms` for
+  a receipt, so a silent node deep in the tree takes one ack timeout per
+  level before it is reported missing (within the broadcast's timeout).
+
+  A report that arrives later from a slow child counts the child alone,
+  since its subtree now reports through the parent; one from a child
+  handed up is left to the ancestor that took it. See
   `Jido.Distributed.TreeBroadcast.Session`.
+
+  ## Messages from other nodes
+
+  Every message that arrives from another node, broadcasts and acks, but
+  also calls and casts to this process, is checked by
+  `Jido.Distributed.TreeBroadcast.Wire` before use: its whole shape
+  (ids, node names, the frame a binary, the atom list, the subtree made of
+  node names only and bounded in size and depth, the budget a positive
+  integer, every ack). A message that fails is dropped: it bumps the
+  `malformed` counter (`stats/0`), emits a `malformed` event, and is logged
+  the first time for each reason (`t:Jido.Distributed.TreeBroadcast.Wire.reason/0`,
+  and `:undecodable_frame` for a frame that does not decode,
+  `:bad_subscription`, `:bad_caller` for a call that cannot be answered);
+  a call gets `{:error, :malformed}`. It never crashes the process, so
+  broadcasts in flight are not lost. Sends go out with `:noconnect` and
+  cannot raise, whatever the destination.
 
   ## Duplicates
 
@@ -102,6 +129,9 @@ defmodule Jido.Distributed.TreeBroadcast do
       `:ack_timeout_ms` is given up (its subtree adopted, itself reported
       missing unless its report still arrives in time). Await now and then
       (`await/2`) to bound what is in flight.
+    * A tree holds at most 65,536 nodes and is at most 4,096 deep (the
+      bounds every node checks, see `Jido.Distributed.TreeBroadcast.Wire`);
+      the `:tree` option refuses larger ones.
     * The root's CPU per broadcast is about constant (encode once, send
       `:fanout` copies, take its children's reports), shared by the whole
       batch under a stream of broadcasts, while a root that sends to every
@@ -123,6 +153,9 @@ defmodule Jido.Distributed.TreeBroadcast do
     * `[:jido, :distributed, :broadcast, :stop]` - on the root when the
       broadcast completed; measurements `duration` (native units),
       `delivered`, `missing`; metadata `id`, `missing` (the nodes).
+    * `[:jido, :distributed, :broadcast, :malformed]` - on any node, for
+      each message dropped as malformed (see "Messages from other nodes");
+      measurements `count` (1); metadata `reason`.
   """
   use GenServer
 
@@ -132,7 +165,7 @@ defmodule Jido.Distributed.TreeBroadcast do
 
   alias Jido.Distributed.{CapabilityIndex, Counters, Frame, Location, Message, Options, Pattern}
   alias Jido.Distributed.{Telemetry, TreePlanner}
-  alias Jido.Distributed.TreeBroadcast.{Recent, Session}
+  alias Jido.Distributed.TreeBroadcast.{Recent, Session, Wire}
 
   @plans :jido_distributed_broadcast_plans
   @plan_cache :"$jido_distributed_broadcast_plan"
@@ -146,6 +179,8 @@ defmodule Jido.Distributed.TreeBroadcast do
     :forwarded,
     :adopted,
     :failed_children,
+    :handed_up,
+    :retried,
     :acks_sent,
     :ack_messages,
     :malformed
@@ -207,7 +242,8 @@ defmodule Jido.Distributed.TreeBroadcast do
 
   Returns `{:error, :too_large}` at once for a signal larger, in external
   term format, than the `:max_frame_size` setting (no member could decode
-  it).
+  it), and `{:error, :malformed}` for a planned tree beyond the bounds
+  under "Limits".
 
       iex> {:ok, %{delivered: 1, missing: []}} =
       ...>   Jido.Distributed.TreeBroadcast.broadcast(%{id: "1", type: "demo"}, nodes: [])
@@ -216,7 +252,7 @@ defmodule Jido.Distributed.TreeBroadcast do
       {:ok, %{delivered: 1, missing: []}}
   """
   @spec broadcast(term(), keyword()) ::
-          {:ok, result()} | {:ok, id()} | {:error, Frame.error_reason()}
+          {:ok, result()} | {:ok, id()} | {:error, Frame.error_reason() | :malformed}
   def broadcast(signal, opts \\ []) when is_list(opts) do
     signal!(signal)
     {fanout, timeout, max_frame_size} = defaults()
@@ -243,13 +279,14 @@ defmodule Jido.Distributed.TreeBroadcast do
   @doc """
   Waits for the broadcast `id`, started on this node with `await: false`,
   and returns its result, or `{:error, reason}` if it could not be framed
-  (`t:Jido.Distributed.Frame.error_reason/0`). Returns
+  (`t:Jido.Distributed.Frame.error_reason/0`) or its tree was refused
+  (`:malformed`). Returns
   `{:error, :unknown_broadcast}` for an id
   this node did not start or no longer remembers (see the `:dedup_size` and
   `:dedup_ttl_ms` settings). Exits if nothing comes within `timeout`.
   """
   @spec await(id(), timeout()) ::
-          {:ok, result()} | {:error, :unknown_broadcast | Frame.error_reason()}
+          {:ok, result()} | {:error, :unknown_broadcast | Frame.error_reason() | :malformed}
   def await(id, timeout \\ :infinity)
 
   def await({root, _, _} = id, timeout) when root == node(),
@@ -312,8 +349,11 @@ defmodule Jido.Distributed.TreeBroadcast do
       from parents, repeats included), `duplicates`, `delivered` (messages
       to local subscribers), `forwarded` (frames sent to children, adoptions
       included), `adopted` (subtrees taken over from failed children),
-      `failed_children`, `acks_sent` (receipts and reports),
-      `ack_messages` (the batches they went in), `malformed`;
+      `failed_children`, `handed_up` (failed children passed to the
+      parents to try), `retried` (nodes this node tried for a child that
+      could not reach them), `acks_sent` (receipts, reports and retries),
+      `ack_messages` (the batches they went in), `malformed` (messages
+      dropped, see "Messages from other nodes");
     * `sends` - frames sent per destination node;
     * `sessions` - broadcasts in flight here; `subscribers` - subscribed
       processes; `remembered` - broadcast ids remembered.
@@ -435,17 +475,23 @@ defmodule Jido.Distributed.TreeBroadcast do
   defp parse_opts([{:await, await} | rest], acc) when is_boolean(await),
     do: parse_opts(rest, %{acc | await: await})
 
-  defp parse_opts([{:tree, {root, children} = tree} | rest], acc)
-       when root == node() and is_list(children),
-       do: parse_opts(rest, %{acc | tree: tree})
+  defp parse_opts([{:tree, tree} | rest], acc) do
+    if match?({root, _} when root == node(), tree) and Wire.tree?(tree),
+      do: parse_opts(rest, %{acc | tree: tree}),
+      else:
+        bad!(
+          :tree,
+          "a tree rooted at this node, {node(), subtrees}, of node names " <>
+            "(at most 65,536 nodes, 4,096 deep)",
+          tree
+        )
+  end
 
-  defp parse_opts([{key, value} | _], _acc)
-       when key in [:nodes, :fanout, :timeout, :await, :tree] do
+  defp parse_opts([{key, value} | _], _acc) when key in [:nodes, :fanout, :timeout, :await] do
     what =
       case key do
         :nodes -> "a list of node names"
         :await -> "a boolean"
-        :tree -> "a tree rooted at this node, {node(), subtrees}"
         _ -> "a positive integer"
       end
 
@@ -513,8 +559,6 @@ defmodule Jido.Distributed.TreeBroadcast do
       {settings[:fanout], settings[:timeout_ms], Options.get(:max_frame_size)}
     )
 
-    schedule_prune(settings[:dedup_ttl_ms])
-
     {:ok,
      %{
        counters: Counters.new(@counter_names),
@@ -545,6 +589,9 @@ defmodule Jido.Distributed.TreeBroadcast do
        outbox: %{},
        acks_since: nil,
        sweep: nil,
+       prune: schedule_prune(settings[:dedup_ttl_ms]),
+       # reasons of malformed messages already logged (each is logged once)
+       logged: MapSet.new(),
        sweep_ms: settings[:ack_timeout_ms] |> div(4) |> max(10) |> min(250),
        ack_timeout_ms: settings[:ack_timeout_ms],
        ttl_ms: settings[:dedup_ttl_ms],
@@ -552,7 +599,14 @@ defmodule Jido.Distributed.TreeBroadcast do
      }}
   end
 
+  # Every call and cast may come from another node: a request of the wrong
+  # shape is answered `{:error, :malformed}` (calls), counted and logged. A
+  # call whose `from` is not `{pid, tag}` cannot be answered (gen_server's
+  # reply would raise): it is only counted.
   @impl true
+  def handle_call(request, from, state) when not (is_tuple(from) and tuple_size(from) == 2),
+    do: noreply(malformed(state, :bad_caller, {request, from}))
+
   def handle_call({:start, _, _, _, _, _, _} = start, from, state),
     do: noreply(start_batches(state, start, from))
 
@@ -573,27 +627,19 @@ defmodule Jido.Distributed.TreeBroadcast do
     end
   end
 
-  def handle_call({:subscribe, pid, pattern, format}, _from, state) do
-    {ref, entries} =
-      case state.subscribers do
-        %{^pid => existing} -> existing
-        _ -> {Process.monitor(pid), MapSet.new()}
-      end
-
-    :ets.insert(@subscriptions, {pid, pattern, format})
-
-    state = %{
-      state
-      | index: CapabilityIndex.put(state.index, pattern, {pid, format}),
-        routes: %{},
-        subscribers:
-          Map.put(state.subscribers, pid, {ref, MapSet.put(entries, {pattern, format})})
-    }
-
-    reply(:ok, state)
+  def handle_call({:subscribe, pid, pattern, _format} = request, _from, state)
+      when not (is_pid(pid) and node(pid) == node() and is_binary(pattern)) do
+    reply({:error, :malformed}, malformed(state, :bad_subscription, request))
   end
 
-  def handle_call({:unsubscribe, pid, pattern}, _from, state) do
+  def handle_call({:subscribe, pid, pattern, format} = request, _from, state) do
+    if Message.valid?(format) and match?({:ok, %{source: ^pattern}}, Pattern.compile(pattern)),
+      do: reply(:ok, subscribe_pid(state, pid, pattern, format)),
+      else: reply({:error, :malformed}, malformed(state, :bad_subscription, request))
+  end
+
+  def handle_call({:unsubscribe, pid, pattern}, _from, state)
+      when is_pid(pid) and is_binary(pattern) do
     case state.subscribers do
       %{^pid => {ref, entries}} ->
         {gone, kept} = Enum.split_with(entries, &match?({^pattern, _}, &1))
@@ -634,47 +680,45 @@ defmodule Jido.Distributed.TreeBroadcast do
     )
   end
 
+  def handle_call(request, _from, state),
+    do: reply({:error, :malformed}, malformed(state, :unknown_message, request))
+
   @impl true
   def handle_cast({:start, _, _, _, _, _, _} = start, state),
     do: noreply(start_batches(state, start, nil))
 
+  def handle_cast(request, state), do: noreply(malformed(state, :unknown_message, request))
+
   @impl true
-  def handle_info({:jido_bcast, id, parent, frame, atoms, {me, children}, budget}, state)
-      when me == node() and is_atom(parent) and is_binary(frame) and
-             (is_list(atoms) or atoms == :same) and is_list(children) and is_integer(budget) do
-    count(state, :received)
-    {atoms, state} = parent_atoms(state, parent, atoms)
-
-    cond do
-      Map.has_key?(state.sessions, id) ->
-        count(state, :duplicates)
-        session = Session.add_parent(state.sessions[id], parent)
-        state = %{state | sessions: Map.put(state.sessions, id, session)}
-
-        # An owed receipt goes to every parent at once, this one included.
-        if session.data[:receipt_due],
-          do: noreply(state),
-          else: noreply(ack(state, parent, {:got, id}))
-
-      match?({:done, _, _}, Recent.get(state.recent, id)) ->
-        count(state, :duplicates)
-        {:done, delivered, missing} = Recent.get(state.recent, id)
-        noreply(ack(state, parent, {:done, id, delivered, missing}))
-
-      true ->
-        noreply(relay(state, id, parent, frame, atoms, children, budget))
+  def handle_info({:jido_bcast, _, _, _, _, _, _} = message, state) do
+    case Wire.check(message, node()) do
+      :ok -> noreply(received(state, message))
+      {:error, reason} -> noreply(malformed(state, reason, message))
     end
   end
 
-  def handle_info({:jido_bcast_acks, child, acks}, state) when is_atom(child) and is_list(acks) do
-    noreply(handle_acks(acks, child, state))
+  def handle_info({:jido_bcast_acks, _, _} = message, state) do
+    case Wire.check(message, node()) do
+      :ok ->
+        {:jido_bcast_acks, child, acks} = message
+        noreply(handle_acks(acks, child, state))
+
+      {:error, reason} ->
+        noreply(malformed(state, reason, message))
+    end
   end
 
   def handle_info(:timeout, state), do: noreply(flush_acks(state))
 
-  def handle_info(:sweep, state), do: noreply(sweep(%{state | sweep: nil}))
+  def handle_info({:timeout, ref, :sweep}, %{sweep: ref} = state),
+    do: noreply(sweep(%{state | sweep: nil}))
 
-  def handle_info({:nodedown, node}, state) do
+  def handle_info({:timeout, ref, :prune}, %{prune: ref} = state) do
+    state = %{state | prune: schedule_prune(state.ttl_ms)}
+    noreply(%{state | recent: Recent.prune(state.recent, now_ms())})
+  end
+
+  def handle_info({:nodedown, node}, state) when is_atom(node) do
     new_plan_generation()
     state = forget_atoms(state, node)
 
@@ -690,7 +734,7 @@ defmodule Jido.Distributed.TreeBroadcast do
     |> noreply()
   end
 
-  def handle_info({:nodeup, node}, state) do
+  def handle_info({:nodeup, node}, state) when is_atom(node) do
     new_plan_generation()
     noreply(forget_atoms(state, node))
   end
@@ -717,19 +761,69 @@ defmodule Jido.Distributed.TreeBroadcast do
     end
   end
 
-  def handle_info(:prune, state) do
-    schedule_prune(state.ttl_ms)
-    noreply(%{state | recent: Recent.prune(state.recent, now_ms())})
+  def handle_info(other, state), do: noreply(malformed(state, :unknown_message, other))
+
+  defp subscribe_pid(state, pid, pattern, format) do
+    {ref, entries} =
+      case state.subscribers do
+        %{^pid => existing} -> existing
+        _ -> {Process.monitor(pid), MapSet.new()}
+      end
+
+    :ets.insert(@subscriptions, {pid, pattern, format})
+
+    %{
+      state
+      | index: CapabilityIndex.put(state.index, pattern, {pid, format}),
+        routes: %{},
+        subscribers:
+          Map.put(state.subscribers, pid, {ref, MapSet.put(entries, {pattern, format})})
+    }
   end
 
-  def handle_info(other, state) do
+  # A broadcast message that passed `Wire.check/2`.
+  defp received(state, {:jido_bcast, id, parent, frame, atoms, {_me, children}, budget}) do
+    count(state, :received)
+    {atoms, state} = parent_atoms(state, parent, atoms)
+
+    cond do
+      Map.has_key?(state.sessions, id) ->
+        count(state, :duplicates)
+        session = Session.add_parent(state.sessions[id], parent)
+        state = %{state | sessions: Map.put(state.sessions, id, session)}
+
+        # An owed receipt goes to every parent at once, this one included.
+        if session.data[:receipt_due],
+          do: state,
+          else: ack(state, parent, Wire.got(id))
+
+      match?({:done, _, _}, Recent.get(state.recent, id)) ->
+        count(state, :duplicates)
+        {:done, delivered, missing} = Recent.get(state.recent, id)
+        ack(state, parent, Wire.done(id, delivered, missing))
+
+      true ->
+        relay(state, id, parent, frame, atoms, children, budget)
+    end
+  end
+
+  # Counts a message refused by `Wire` (or a frame that does not decode),
+  # emits an event and logs it, the first of each reason only.
+  defp malformed(state, reason, message) do
     count(state, :malformed)
+    Telemetry.emit([:broadcast, :malformed], %{count: 1}, %{reason: reason})
 
-    Logger.warning(
-      "#{inspect(__MODULE__)} dropped an unexpected message: #{inspect(other, limit: 5)}"
-    )
+    if MapSet.member?(state.logged, reason) do
+      state
+    else
+      Logger.warning(
+        "#{inspect(__MODULE__)} dropped a malformed message (#{reason}): " <>
+          "#{inspect(message, limit: 8, printable_limit: 256)}; " <>
+          "further ones for this reason are only counted (malformed in stats/0)"
+      )
 
-    noreply(state)
+      %{state | logged: MapSet.put(state.logged, reason)}
+    end
   end
 
   defp forget_atoms(state, node) do
@@ -746,14 +840,34 @@ defmodule Jido.Distributed.TreeBroadcast do
   # awaited broadcast, or nil) together with the starts queued behind it for
   # the same tree, timeout and fanout, as one batch; then any start that
   # could not join, the same way, so broadcasts leave in the order they
-  # were started.
-  defp start_batches(state, {:start, id, signal, size, tree, timeout, fanout}, waiter) do
-    {entries, next} = collect({tree, timeout, fanout}, 1, size, [{id, signal, waiter}])
-    state = start_batch(state, entries, tree, timeout, fanout)
+  # were started. A start of the wrong shape (from another node) is refused.
+  defp start_batches(state, start, waiter) do
+    case Wire.check_start(start, node()) do
+      :ok ->
+        {:start, id, signal, size, tree, timeout, fanout} = start
+        {entries, next} = collect({tree, timeout, fanout}, 1, size, [{id, signal, waiter}])
+        state = start_batch(state, entries, tree, timeout, fanout)
 
-    case next do
-      nil -> state
-      {start, waiter} -> start_batches(state, start, waiter)
+        case next do
+          nil -> state
+          {start, waiter} -> start_batches(state, start, waiter)
+        end
+
+      {:error, reason} ->
+        if waiter, do: GenServer.reply(waiter, {:error, :malformed})
+        state = malformed(state, reason, start)
+
+        # One of this node's ids (a planned tree beyond the bounds) can be
+        # awaited for its error.
+        case start do
+          {:start, {root, _, _} = id, _, _, _, _, _} when root == node() ->
+            if Wire.id?(id),
+              do: %{state | recent: Recent.put(state.recent, id, {:error, :malformed}, now_ms())},
+              else: state
+
+          _ ->
+            state
+        end
     end
   end
 
@@ -767,18 +881,22 @@ defmodule Jido.Distributed.TreeBroadcast do
       {:"$gen_cast", {:start, _, _, _, _, _, _} = start} ->
         take(key, n, bytes, acc, start, nil)
 
-      {:"$gen_call", from, {:start, _, _, _, _, _, _} = start} ->
+      {:"$gen_call", {_, _} = from, {:start, _, _, _, _, _, _} = start} ->
         take(key, n, bytes, acc, start, from)
     after
       0 -> {Enum.reverse(acc), nil}
     end
   end
 
+  # A start joins if it is for the batch's tree, timeout and fanout (so
+  # those are checked already) and the rest of it is right too.
   defp take({tree, timeout, fanout} = key, n, bytes, acc, start, waiter) do
     case start do
-      {:start, id, signal, size, ^tree, ^timeout, ^fanout}
-      when bytes + size <= @max_batch_bytes ->
-        collect(key, n + 1, bytes + size, [{id, signal, waiter} | acc])
+      {:start, id, %{id: _, type: _} = signal, size, ^tree, ^timeout, ^fanout}
+      when is_integer(size) and size >= 0 and bytes + size <= @max_batch_bytes ->
+        if Wire.id?(id),
+          do: collect(key, n + 1, bytes + size, [{id, signal, waiter} | acc]),
+          else: {Enum.reverse(acc), {start, waiter}}
 
       _ ->
         {Enum.reverse(acc), {start, waiter}}
@@ -851,19 +969,10 @@ defmodule Jido.Distributed.TreeBroadcast do
   defp relay(state, id, parent, frame, atoms, children, budget) do
     now = now_ms()
 
-    signals =
+    {signals, state} =
       case Frame.decode(frame, max_decoded_size: state.max_frame_size) do
-        {:ok, signals} ->
-          signals
-
-        other ->
-          count(state, :malformed)
-
-          Logger.error(
-            "#{inspect(__MODULE__)} cannot decode broadcast #{inspect(id)}: #{inspect(other, limit: 3)}"
-          )
-
-          nil
+        {:ok, signals} -> {signals, state}
+        other -> {nil, malformed(state, :undecodable_frame, {id, other})}
       end
 
     state = if signals && children == [], do: deliver(state, signals), else: state
@@ -883,10 +992,10 @@ defmodule Jido.Distributed.TreeBroadcast do
     if children == [] do
       {delivered, missing} = if signals, do: {1, []}, else: {0, [node()]}
       state = %{state | recent: Recent.put(state.recent, id, {:done, delivered, missing}, now)}
-      ack(state, parent, {:done, id, delivered, missing})
+      ack(state, parent, Wire.done(id, delivered, missing))
     else
       session = %{
-        Session.add_parent(Session.new(id, node(), signals != nil), parent)
+        Session.new(id, node(), signals != nil, parent)
         | data: %{frame: frame, atoms: atoms, deadline: now + budget}
       }
 
@@ -929,9 +1038,9 @@ defmodule Jido.Distributed.TreeBroadcast do
         _ -> {atoms, Map.put(atoms_sent, child, atoms)}
       end
 
-    message = {:jido_bcast, id, node(), frame, wire_atoms, subtree, budget}
+    message = Wire.bcast(id, node(), frame, wire_atoms, subtree, budget)
 
-    case :erlang.send({__MODULE__, child}, message, [:noconnect]) do
+    case Wire.send_to(child, message) do
       :ok ->
         sends =
           case sends do
@@ -966,7 +1075,9 @@ defmodule Jido.Distributed.TreeBroadcast do
     end
   end
 
-  # Gives up on a pending child and sends to its children instead.
+  # Gives up on a pending child and sends to its children instead; a child
+  # handed up (see `Session.fail/2`) is passed to every parent node, for an
+  # ancestor that can reach it to try.
   defp give_up(state, session, child) do
     case Session.fail(session, child) do
       {^session, []} ->
@@ -975,8 +1086,21 @@ defmodule Jido.Distributed.TreeBroadcast do
       {session, adopted} ->
         count(state, :failed_children)
         if adopted != [], do: count(state, :adopted, length(adopted))
+
+        state =
+          if Session.handed_up?(session, child), do: hand_up(state, session, child), else: state
+
         send_children(state, session, adopted, now_ms())
     end
+  end
+
+  defp hand_up(state, session, child) do
+    count(state, :handed_up)
+
+    Enum.reduce(session.parents, state, fn
+      {:caller, _}, state -> state
+      parent, state -> ack(state, parent, Wire.retry(session.id, child))
+    end)
   end
 
   defp handle_acks([], _child, state), do: state
@@ -984,6 +1108,7 @@ defmodule Jido.Distributed.TreeBroadcast do
   defp handle_acks([ack | rest], child, state),
     do: handle_acks(rest, child, handle_ack(ack, child, state))
 
+  # Acks passed `Wire.check/2`.
   defp handle_ack({:got, id}, child, state) do
     case state.sessions do
       %{^id => session} -> put_session(state, Session.received(session, child))
@@ -991,17 +1116,26 @@ defmodule Jido.Distributed.TreeBroadcast do
     end
   end
 
-  defp handle_ack({:done, id, delivered, missing}, child, state)
-       when is_integer(delivered) and is_list(missing) do
+  defp handle_ack({:done, id, delivered, missing}, child, state) do
     case state.sessions do
       %{^id => session} -> settle(state, Session.done(session, child, delivered, missing))
       _ -> state
     end
   end
 
-  defp handle_ack(_other, _child, state) do
-    count(state, :malformed)
-    state
+  # `child` could not reach `node`: this node tries it, if it is still
+  # counting `child`'s subtree (see `Session.retry/4`).
+  defp handle_ack({:retry, id, node}, child, state) do
+    now = now_ms()
+
+    with %{^id => session} <- state.sessions,
+         {:ok, session} <- Session.retry(session, child, node, now) do
+      count(state, :retried)
+      {session, state} = send_children(state, session, [{node, []}], now)
+      settle(state, session)
+    else
+      _ -> state
+    end
   end
 
   # Checks deadlines and receipt timeouts of the broadcasts in flight.
@@ -1043,7 +1177,7 @@ defmodule Jido.Distributed.TreeBroadcast do
     state =
       Enum.reduce(session.parents, state, fn
         {:caller, _}, state -> state
-        parent, state -> ack(state, parent, {:got, session.id})
+        parent, state -> ack(state, parent, Wire.got(session.id))
       end)
 
     {%{session | data: Map.delete(session.data, :receipt_due)}, state}
@@ -1071,7 +1205,7 @@ defmodule Jido.Distributed.TreeBroadcast do
           state
 
         parent, state ->
-          ack(state, parent, {:done, session.id, delivered, missing})
+          ack(state, parent, Wire.done(session.id, delivered, missing))
       end)
 
     # On the root, the batch's broadcasts; elsewhere, the batch.
@@ -1178,11 +1312,11 @@ defmodule Jido.Distributed.TreeBroadcast do
         state
 
       {{_n, acks}, outbox} ->
-        message = {:jido_bcast_acks, node(), Enum.reverse(acks)}
+        message = Wire.acks(node(), Enum.reverse(acks))
 
         if parent == node(),
           do: send(self(), message),
-          else: :erlang.send({__MODULE__, parent}, message, [:noconnect])
+          else: Wire.send_to(parent, message)
 
         count(state, :ack_messages)
         %{state | outbox: outbox, acks_since: if(outbox == %{}, do: nil, else: state.acks_since)}
@@ -1217,12 +1351,14 @@ defmodule Jido.Distributed.TreeBroadcast do
   @spec child_budget(integer()) :: pos_integer()
   def child_budget(remaining), do: max(remaining - max(div(remaining, 10), 1), 1)
 
+  # Timers are matched by their reference, so a `:sweep` or `:prune` from
+  # elsewhere is not taken for one.
   defp schedule_sweep(%{sweep: nil, sessions: sessions} = state) when map_size(sessions) > 0,
-    do: %{state | sweep: Process.send_after(self(), :sweep, state.sweep_ms)}
+    do: %{state | sweep: :erlang.start_timer(state.sweep_ms, self(), :sweep)}
 
   defp schedule_sweep(state), do: state
 
-  defp schedule_prune(ttl_ms), do: Process.send_after(self(), :prune, max(div(ttl_ms, 2), 1_000))
+  defp schedule_prune(ttl_ms), do: :erlang.start_timer(max(div(ttl_ms, 2), 1_000), self(), :prune)
 
   defp now_ms, do: :erlang.monotonic_time(:millisecond)
 end

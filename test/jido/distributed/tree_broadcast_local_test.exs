@@ -5,6 +5,9 @@ defmodule Jido.Distributed.TreeBroadcastLocalTest do
   use ExUnit.Case, async: false
   doctest Jido.Distributed.TreeBroadcast
 
+  import ExUnit.CaptureLog
+  require Logger
+
   alias Jido.Distributed.{Frame, TreeBroadcast, TreePlanner}
 
   defp type(name), do: "local#{System.unique_integer([:positive])}.#{name}"
@@ -260,6 +263,49 @@ defmodule Jido.Distributed.TreeBroadcastLocalTest do
     assert counters().malformed - before.malformed == 2
   end
 
+  test "garbage is counted and logged once per reason; the process keeps running" do
+    # A fresh process, which has logged nothing yet.
+    old = Process.whereis(TreeBroadcast)
+    Process.exit(old, :kill)
+    wait_until(fn -> Process.whereis(TreeBroadcast) not in [nil, old] end, 200)
+    pid = Process.whereis(TreeBroadcast)
+    before = counters()
+    id = {:someone@else, 4, System.unique_integer([:positive])}
+    # The child given as a string made the process crash before.
+    bad_child = {:jido_bcast, id, :p@nohost, "f", [], {node(), [{"c@h", []}]}, 100}
+    bad_ack = {:jido_bcast_acks, :c@nohost, [{:got, id} | :tail]}
+
+    log =
+      capture_log(fn ->
+        for _ <- 1..3, do: send(TreeBroadcast, bad_child)
+        for _ <- 1..2, do: send(TreeBroadcast, bad_ack)
+        assert GenServer.call(TreeBroadcast, {:nonsense, 1}) == {:error, :malformed}
+        assert GenServer.call(TreeBroadcast, {:nonsense, 2}) == {:error, :malformed}
+        GenServer.cast(TreeBroadcast, {:start, id, %{id: 1, type: "x"}, 1, {node(), :x}, 10, 4})
+        _ = TreeBroadcast.stats()
+        Logger.flush()
+      end)
+
+    assert Process.whereis(TreeBroadcast) == pid
+    assert counters().malformed - before.malformed == 8
+
+    for reason <- [:bad_subtree, :bad_acks, :unknown_message, :bad_tree] do
+      assert length(String.split(log, "(#{reason})")) == 2, "#{reason} not logged once: #{log}"
+    end
+
+    # And it still works.
+    assert {:ok, %{delivered: 1}} = TreeBroadcast.broadcast(signal(type("after")), nodes: [])
+  end
+
+  test "a planned tree beyond the wire's bounds is refused, awaited or not" do
+    # Fanout 1: a chain deeper than 4,096.
+    members = for i <- 1..4_100, do: :"tb_chain_#{i}@nohost"
+    s = signal(type("deep"))
+    assert TreeBroadcast.broadcast(s, nodes: members, fanout: 1) == {:error, :malformed}
+    assert {:ok, id} = TreeBroadcast.broadcast(s, nodes: members, fanout: 1, await: false)
+    assert TreeBroadcast.await(id, 5_000) == {:error, :malformed}
+  end
+
   test "options are checked" do
     s = signal("a.b")
 
@@ -324,6 +370,12 @@ defmodule Jido.Distributed.TreeBroadcastLocalTest do
 
     assert_raise ArgumentError, ~r/the :tree option must be a tree rooted at this node/, fn ->
       TreeBroadcast.broadcast(signal(type("t")), tree: {:other@host, []})
+    end
+
+    for bad <- [{node(), [{"b@h", []}]}, {node(), [:b@h]}, {node(), [{:b@h, []} | :c@h]}, node()] do
+      assert_raise ArgumentError, ~r/the :tree option must be a tree rooted at this node/, fn ->
+        TreeBroadcast.broadcast(signal(type("t")), tree: bad)
+      end
     end
   end
 

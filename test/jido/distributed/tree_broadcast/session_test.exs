@@ -91,4 +91,88 @@ defmodule Jido.Distributed.TreeBroadcast.SessionTest do
     s = s |> Session.add_parent(:p@h) |> Session.add_parent(:q@h) |> Session.add_parent(:p@h)
     assert s.parents == [:p@h, :q@h]
   end
+
+  describe "hand-up and retry" do
+    # b got the broadcast from a; its child d has child f.
+    defp relayed do
+      Session.new(:id, :b@h, true, :a@h)
+      |> Session.sent({:d@h, [{:f@h, []}]})
+      |> Session.sent({:e@h, []})
+    end
+
+    test "a relaying node hands up an unconfirmed child instead of counting it missing" do
+      s = relayed()
+      assert s.parents == [:a@h]
+      {s, adopted} = Session.fail(s, :d@h)
+      assert adopted == [{:f@h, []}]
+      assert Session.handed_up?(s, :d@h)
+      s = s |> Session.sent({:f@h, []}) |> Session.done(:f@h, 1, [])
+      # d's late report is counted by the ancestor that took it, not here.
+      s = s |> Session.done(:d@h, 2, []) |> Session.done(:e@h, 1, [])
+      assert Session.complete?(s)
+      assert Session.result(s) == {3, []}
+    end
+
+    test "a confirmed child that fails is delivered, not handed up" do
+      {s, _} = relayed() |> Session.received(:e@h) |> Session.fail(:e@h)
+      refute Session.handed_up?(s, :e@h)
+      assert s.delivered == 2
+    end
+
+    test "the root counts an unreachable child missing" do
+      {s, _} = Session.new(:id, :a@h, true) |> Session.sent({:b@h, []}) |> Session.fail(:b@h)
+      refute Session.handed_up?(s, :b@h)
+      assert Session.result(s) == {1, [:b@h]}
+    end
+
+    test "a retried node is counted alone, whatever it reports" do
+      root = Session.new(:id, :a@h, true) |> Session.sent({:b@h, [{:d@h, [{:f@h, []}]}]})
+      {:ok, root} = Session.retry(root, :b@h, :d@h, 5)
+      assert root.pending[:d@h] == {{:d@h, []}, :sent, 5}
+      assert Session.overdue(root, 5) |> Enum.sort() == [:b@h, :d@h]
+
+      # d was slow: it reports the subtree it got from b (d and f); f was
+      # adopted by b, so b's report counts f.
+      root = root |> Session.done(:d@h, 2, []) |> Session.done(:b@h, 2, [])
+      assert Session.result(root) == {4, []}
+
+      # A retried node that could not deliver is missing.
+      root = Session.new(:id, :a@h, true) |> Session.sent({:b@h, []})
+      {:ok, root} = Session.retry(root, :b@h, :d@h, 0)
+      root = root |> Session.done(:d@h, 0, [:d@h]) |> Session.done(:b@h, 1, [])
+      assert Session.result(root) == {2, [:d@h]}
+    end
+
+    test "a retried node that fails is missing on the root and handed up elsewhere" do
+      root = Session.new(:id, :a@h, true) |> Session.sent({:b@h, []})
+      {:ok, root} = Session.retry(root, :b@h, :d@h, 0)
+      {root, []} = Session.fail(root, :d@h)
+      assert Session.result(Session.done(root, :b@h, 1, [])) == {2, [:d@h]}
+
+      {:ok, mid} = Session.retry(relayed(), :e@h, :x@h, 0)
+      {mid, []} = Session.fail(mid, :x@h)
+      assert Session.handed_up?(mid, :x@h)
+
+      # Expired while pending: missing, alone.
+      {:ok, late} = Session.retry(relayed(), :e@h, :x@h, 0)
+
+      assert late |> Session.done(:d@h, 2, []) |> Session.expire() |> Session.result() ==
+               {3, [:e@h, :x@h]}
+    end
+
+    test "a retry is taken only from a pending child that is not itself a retry" do
+      s = relayed()
+      # From a node that is not pending here (e.g. failed, its children adopted).
+      {failed, _} = Session.fail(s, :d@h)
+      assert Session.retry(failed, :d@h, :f@h, 0) == :error
+      assert Session.retry(s, :z@h, :f@h, 0) == :error
+      # Of this node itself, or of a node pending or failed here.
+      assert Session.retry(s, :d@h, :b@h, 0) == :error
+      assert Session.retry(s, :d@h, :e@h, 0) == :error
+      assert Session.retry(failed, :e@h, :d@h, 0) == :error
+      # From a retried node: its subtree is counted by its first parent.
+      {:ok, s} = Session.retry(s, :d@h, :f@h, 0)
+      assert Session.retry(s, :f@h, :g@h, 0) == :error
+    end
+  end
 end
