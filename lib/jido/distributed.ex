@@ -305,18 +305,18 @@ defmodule Jido.Distributed do
   `Jido.Distributed.TreeBroadcast.subscribe/2`.
 
   Like `send/3`, returns `{:error, {:invalid_signal, term}}` for a term that
-  is not a signal (`TreeBroadcast.broadcast/2` itself raises).
+  is not a signal.
   """
   @spec broadcast(Signal.t(), keyword()) ::
           {:ok, Jido.Distributed.TreeBroadcast.result()}
           | {:ok, Jido.Distributed.TreeBroadcast.id()}
-          | {:error, Jido.Distributed.Frame.error_reason() | {:invalid_signal, term()}}
+          | {:error,
+             Jido.Distributed.Frame.error_reason() | :malformed | {:invalid_signal, term()}}
   def broadcast(signal, opts \\ [])
 
-  def broadcast(signal, opts) when is_signal(signal) and is_list(opts),
+  def broadcast(signal, opts) when is_list(opts),
     do: Jido.Distributed.TreeBroadcast.broadcast(signal, opts)
 
-  def broadcast(signal, opts) when is_list(opts), do: Signal.check(signal)
   def broadcast(_signal, opts), do: raise(ArgumentError, opts_message(opts))
 
   @doc """

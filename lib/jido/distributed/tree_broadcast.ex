@@ -164,7 +164,8 @@ defmodule Jido.Distributed.TreeBroadcast do
   require Logger
 
   alias Jido.Distributed.{CapabilityIndex, Counters, Frame, Location, Message, Options, Pattern}
-  alias Jido.Distributed.{Telemetry, TreePlanner}
+  alias Jido.Distributed.{Signal, Telemetry, TreePlanner}
+  import Jido.Distributed.Signal, only: [is_signal: 1]
   alias Jido.Distributed.TreeBroadcast.{Recent, Session, Wire}
 
   @plans :jido_distributed_broadcast_plans
@@ -240,7 +241,9 @@ defmodule Jido.Distributed.TreeBroadcast do
       node; its nodes are the members and `:nodes` and `:fanout` are
       ignored.
 
-  Returns `{:error, :too_large}` at once for a signal larger, in external
+  Returns `{:error, {:invalid_signal, term}}` for a term that is not a
+  signal (a map or struct with `:id` and `:type`), as `Jido.Distributed.send/3`
+  does, `{:error, :too_large}` at once for a signal larger, in external
   term format, than the `:max_frame_size` setting (no member could decode
   it), and `{:error, :malformed}` for a planned tree beyond the bounds
   under "Limits".
@@ -252,9 +255,15 @@ defmodule Jido.Distributed.TreeBroadcast do
       {:ok, %{delivered: 1, missing: []}}
   """
   @spec broadcast(term(), keyword()) ::
-          {:ok, result()} | {:ok, id()} | {:error, Frame.error_reason() | :malformed}
-  def broadcast(signal, opts \\ []) when is_list(opts) do
-    signal!(signal)
+          {:ok, result()}
+          | {:ok, id()}
+          | {:error, Frame.error_reason() | :malformed | {:invalid_signal, term()}}
+  def broadcast(signal, opts \\ [])
+
+  def broadcast(signal, opts) when not is_signal(signal) and is_list(opts),
+    do: Signal.check(signal)
+
+  def broadcast(signal, opts) when is_list(opts) do
     {fanout, timeout, max_frame_size} = defaults()
 
     opts =
@@ -450,13 +459,6 @@ defmodule Jido.Distributed.TreeBroadcast do
   defp framed_size(signal, max_frame_size) do
     size = :erlang.external_size(signal)
     if size > max_frame_size, do: {:error, :too_large}, else: {:ok, size}
-  end
-
-  defp signal!(%{id: _, type: _}), do: :ok
-
-  defp signal!(other) do
-    raise ArgumentError,
-          "expected a signal (a map or struct with :id and :type), got: #{inspect(other)}"
   end
 
   # One pass over the options (this is on every broadcast's path). Node

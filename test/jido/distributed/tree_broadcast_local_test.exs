@@ -319,7 +319,8 @@ defmodule Jido.Distributed.TreeBroadcastLocalTest do
       assert_raise ArgumentError, message, fn -> TreeBroadcast.broadcast(s, opts) end
     end
 
-    assert_raise ArgumentError, ~r/expected a signal/, fn -> TreeBroadcast.broadcast(%{id: 1}) end
+    assert TreeBroadcast.broadcast(%{id: 1}) == {:error, {:invalid_signal, %{id: 1}}}
+    assert TreeBroadcast.broadcast("str", nodes: []) == {:error, {:invalid_signal, "str"}}
 
     assert_raise ArgumentError, ~r/unknown option :fan, known: \[:nodes/, fn ->
       TreeBroadcast.broadcast(s, fan: 1)
