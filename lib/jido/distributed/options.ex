@@ -252,6 +252,38 @@ defmodule Jido.Distributed.Options do
   def validate!(opts), do: validate!(opts, @schema, [])
 
   @doc """
+  Validates per-call `opts` against `schema` (of the same form as
+  `schema/0`), filling defaults: one way for every function that takes
+  options. Raises `ArgumentError` naming the key and the bad value.
+
+  Besides the setting types, per-call schemas may use `:timeout` (a
+  non-negative integer or `:infinity`), `:list`, `:any` and
+  `{:custom, fun, description}` (`fun` returns a boolean; `description`
+  completes "must be ...").
+
+      iex> schema = [timeout: [type: :timeout, default: 5_000, doc: "How long."]]
+      iex> Jido.Distributed.Options.validate!([], schema)
+      [timeout: 5000]
+
+      iex> schema = [timeout: [type: :timeout, default: 5_000, doc: "How long."]]
+      iex> Jido.Distributed.Options.validate!([timeout: -1], schema)
+      ** (ArgumentError) the :timeout option must be a non-negative integer or :infinity, got: -1
+
+      iex> schema = [timeout: [type: :timeout, default: 5_000, doc: "How long."]]
+      iex> Jido.Distributed.Options.validate!([tmeout: 1], schema)
+      ** (ArgumentError) unknown option :tmeout, known: [:timeout]
+
+      iex> Jido.Distributed.Options.validate!(:raw, timeout: [type: :timeout, default: 1])
+      ** (ArgumentError) the opts argument must be a keyword list, got: :raw
+  """
+  @spec validate!(term(), keyword()) :: keyword()
+  def validate!(opts, schema) when is_list(schema), do: validate!(opts, schema, [])
+
+  @doc "A per-call `schema` rendered as Markdown, for `@doc`s (an `## Options` list)."
+  @spec docs(keyword()) :: String.t()
+  def docs(schema) when is_list(schema), do: render(schema, "")
+
+  @doc """
   The validated settings, as stored at application start (or read from the
   application environment if the application has not started).
   """
@@ -320,6 +352,13 @@ defmodule Jido.Distributed.Options do
   defp check_type!(:atom, v, _, _) when is_atom(v), do: v
   defp check_type!(:string, v, _, _) when is_binary(v), do: v
   defp check_type!(:label, v, _, _) when is_binary(v) or is_atom(v), do: v
+  defp check_type!(:timeout, v, _, _) when (is_integer(v) and v >= 0) or v == :infinity, do: v
+  defp check_type!(:list, v, _, _) when is_list(v), do: v
+  defp check_type!(:any, v, _, _), do: v
+
+  defp check_type!({:custom, fun, what}, v, _, path) when is_function(fun, 1) do
+    if fun.(v), do: v, else: bad!(path, what, v)
+  end
 
   defp check_type!(:nodes, v, _, path) do
     if is_list(v) and Enum.all?(v, &NodeCheck.valid_name?/1),
@@ -342,8 +381,11 @@ defmodule Jido.Distributed.Options do
   defp describe(:atom), do: "an atom"
   defp describe(:string), do: "a string"
   defp describe(:label), do: "a string or an atom"
+  defp describe(:timeout), do: "a non-negative integer or :infinity"
+  defp describe(:list), do: "a list"
   defp describe(:nodes), do: "a list of node names (atoms such as :\"app@host\")"
 
+  defp name([]), do: "opts argument"
   defp name(path), do: "#{Enum.map_join(path, " ", &inspect/1)} option"
   defp where([]), do: ""
   defp where(path), do: " in the #{name(path)}"
