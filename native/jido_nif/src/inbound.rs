@@ -14,9 +14,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::atoms;
+use crate::atoms::{self, Reason};
+use crate::schedule::twin_nif;
 use jido_core::frame::{self, DecodeLimits};
 use jido_core::inbound::{Arrival, Session, Verdict};
+use jido_core::schedule::Work;
 use rustler::types::tuple::get_tuple;
 use rustler::{Atom, Binary, Encoder, Env, LocalPid, ResourceArc, Term};
 
@@ -122,10 +124,25 @@ fn send_entry(env: Env, bytes: &[u8]) -> Sent {
     }
 }
 
+/// The work of delivering `frame`, by its header; none for a frame whose
+/// header does not parse (`deliver` refuses it at once).
+fn deliver_work(frame: &Binary) -> Work {
+    match frame::parse_header(frame.as_slice()) {
+        Ok(h) => Work::Deliver {
+            entries: h.count as usize,
+            raw_bytes: h.raw_len as usize,
+        },
+        Err(_) => Work::Deliver {
+            entries: 0,
+            raw_bytes: 0,
+        },
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn deliver<'a>(
     env: Env<'a>,
-    res: &InboundResource,
+    res: ResourceArc<InboundResource>,
     origin: Atom,
     epoch: u64,
     seq: u64,
@@ -133,6 +150,11 @@ fn deliver<'a>(
     frame_bin: Binary,
     max_decoded: usize,
 ) -> Term<'a> {
+    // A frame whose header does not parse changes nothing.
+    if let Err(err) = frame::parse_header(frame_bin.as_slice()) {
+        res.add(MALFORMED, 1);
+        return (atoms::error(), Reason::from(err)).encode(env);
+    }
     let cell = res.cell(origin);
     let mut guard = match cell.try_lock() {
         Ok(guard) => guard,
@@ -169,7 +191,7 @@ fn deliver<'a>(
         Ok(decoded) => decoded,
         Err(err) => {
             res.add(MALFORMED, 1);
-            return (atoms::error(), atoms::frame_error(err)).encode(env);
+            return (atoms::error(), Reason::from(err)).encode(env);
         }
     };
     *guard = Some(session);
@@ -203,39 +225,22 @@ fn deliver<'a>(
     (atoms::ok(), session.delivered).encode(env)
 }
 
-/// Delivers a frame from `origin`; returns `{status, delivered}`, where
-/// status is `:ok`, `:duplicate`, `:gap`, `:invalid` or `:busy` and
-/// `delivered` the last frame delivered in full, or `{:error, reason}` for
-/// a frame that does not decode.
-#[rustler::nif]
-#[allow(clippy::too_many_arguments)]
-fn inbound_deliver<'a>(
-    env: Env<'a>,
-    res: ResourceArc<InboundResource>,
-    origin: Atom,
-    epoch: u64,
-    seq: u64,
-    base: u64,
-    frame: Binary,
-    max_decoded: usize,
-) -> Term<'a> {
-    deliver(env, &res, origin, epoch, seq, base, frame, max_decoded)
-}
-
-/// `inbound_deliver/7` on a dirty CPU scheduler, for large frames.
-#[rustler::nif(schedule = "DirtyCpu")]
-#[allow(clippy::too_many_arguments)]
-fn inbound_deliver_dirty<'a>(
-    env: Env<'a>,
-    res: ResourceArc<InboundResource>,
-    origin: Atom,
-    epoch: u64,
-    seq: u64,
-    base: u64,
-    frame: Binary,
-    max_decoded: usize,
-) -> Term<'a> {
-    deliver(env, &res, origin, epoch, seq, base, frame, max_decoded)
+twin_nif! {
+    /// Delivers a frame from `origin`; returns `{status, delivered}`, where
+    /// status is `:ok`, `:duplicate`, `:gap`, `:invalid` or `:busy` and
+    /// `delivered` the last frame delivered in full, or `{:error, reason}`
+    /// for a frame that does not decode (its header, counted malformed, or
+    /// its payload).
+    fn inbound_deliver / inbound_deliver_dirty<'a>(
+        res: ResourceArc<InboundResource>,
+        origin: Atom,
+        epoch: u64,
+        seq: u64,
+        base: u64,
+        frame: Binary<'a>,
+        max_decoded: usize,
+    ) -> Term<'a> = deliver;
+    work = deliver_work(&frame);
 }
 
 /// The last frame of `origin`'s `epoch` delivered in full (0 if none).
