@@ -17,29 +17,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::atoms::{self, Reason};
 use crate::schedule::twin_nif;
 use jido_core::frame::{self, DecodeLimits};
-use jido_core::inbound::{Arrival, Session, Verdict};
+use jido_core::inbound::{Arrival, Counter, Session, Verdict};
 use jido_core::schedule::Work;
 use rustler::types::tuple::get_tuple;
 use rustler::{Atom, Binary, Encoder, Env, LocalPid, ResourceArc, Term};
-
-/// Counter names, in the order of `InboundResource::counters`.
-const COUNTERS: [&str; 8] = [
-    "frames",
-    "signals",
-    "duplicates",
-    "gaps",
-    "skipped",
-    "malformed",
-    "undeliverable",
-    "acks_sent",
-];
-const FRAMES: usize = 0;
-const SIGNALS: usize = 1;
-const DUPLICATES: usize = 2;
-const GAPS: usize = 3;
-const SKIPPED: usize = 4;
-const MALFORMED: usize = 5;
-const UNDELIVERABLE: usize = 6;
 
 type Cell = Arc<Mutex<Option<Session>>>;
 
@@ -47,7 +28,7 @@ type Cell = Arc<Mutex<Option<Session>>>;
 /// receiver process, so a restart forgets nothing.
 pub struct InboundResource {
     sessions: Mutex<HashMap<Atom, Cell>>,
-    counters: [AtomicU64; COUNTERS.len()],
+    counters: [AtomicU64; Counter::ALL.len()],
 }
 
 #[rustler::resource_impl]
@@ -67,9 +48,9 @@ impl InboundResource {
             .clone()
     }
 
-    fn add(&self, index: usize, n: u64) {
+    fn add(&self, counter: Counter, n: u64) {
         if n > 0 {
-            self.counters[index].fetch_add(n, Ordering::Relaxed);
+            self.counters[counter.index()].fetch_add(n, Ordering::Relaxed);
         }
     }
 }
@@ -152,7 +133,7 @@ fn deliver<'a>(
 ) -> Term<'a> {
     // A frame whose header does not parse changes nothing.
     if let Err(err) = frame::parse_header(frame_bin.as_slice()) {
-        res.add(MALFORMED, 1);
+        res.add(Counter::Malformed, 1);
         return (atoms::error(), Reason::from(err)).encode(env);
     }
     let cell = res.cell(origin);
@@ -167,20 +148,20 @@ fn deliver<'a>(
 
     let from_entry = match admission.verdict {
         Verdict::Invalid => {
-            res.add(MALFORMED, 1);
+            res.add(Counter::Malformed, 1);
             let delivered = current.map_or(0, |s| s.delivered);
             return (atoms::invalid(), delivered).encode(env);
         }
         Verdict::Duplicate => {
             *guard = Some(session);
-            res.add(DUPLICATES, 1);
-            res.add(SKIPPED, admission.skipped);
+            res.add(Counter::Duplicates, 1);
+            res.add(Counter::Skipped, admission.skipped);
             return (atoms::duplicate(), session.delivered).encode(env);
         }
         Verdict::Gap => {
             *guard = Some(session);
-            res.add(GAPS, 1);
-            res.add(SKIPPED, admission.skipped);
+            res.add(Counter::Gaps, 1);
+            res.add(Counter::Skipped, admission.skipped);
             return (atoms::gap(), session.delivered).encode(env);
         }
         Verdict::Deliver { from_entry } => from_entry,
@@ -190,12 +171,12 @@ fn deliver<'a>(
     let decoded = match frame::decode(frame_bin.as_slice(), DecodeLimits { max_decoded }) {
         Ok(decoded) => decoded,
         Err(err) => {
-            res.add(MALFORMED, 1);
+            res.add(Counter::Malformed, 1);
             return (atoms::error(), Reason::from(err)).encode(env);
         }
     };
     *guard = Some(session);
-    res.add(SKIPPED, admission.skipped);
+    res.add(Counter::Skipped, admission.skipped);
 
     let (mut signals, mut undeliverable, mut malformed) = (0, 0, 0);
     let mut stopped = false;
@@ -216,12 +197,12 @@ fn deliver<'a>(
     if !stopped {
         session = session.complete(seq);
         *guard = Some(session);
-        res.add(FRAMES, 1);
+        res.add(Counter::Frames, 1);
     }
     drop(guard);
-    res.add(SIGNALS, signals);
-    res.add(UNDELIVERABLE, undeliverable);
-    res.add(MALFORMED, malformed);
+    res.add(Counter::Signals, signals);
+    res.add(Counter::Undeliverable, undeliverable);
+    res.add(Counter::Malformed, malformed);
     (atoms::ok(), session.delivered).encode(env)
 }
 
@@ -313,9 +294,9 @@ fn inbound_count(res: ResourceArc<InboundResource>, name: Term, n: u64) -> Atom 
     let Ok(name) = name.atom_to_string() else {
         return atoms::error();
     };
-    match COUNTERS.iter().position(|c| *c == name) {
-        Some(index) => {
-            res.add(index, n);
+    match Counter::from_name(&name) {
+        Some(counter) => {
+            res.add(counter, n);
             atoms::ok()
         }
         None => atoms::error(),
@@ -325,9 +306,9 @@ fn inbound_count(res: ResourceArc<InboundResource>, name: Term, n: u64) -> Atom 
 /// The counters, as `[{name, value}]` with names as binaries.
 #[rustler::nif]
 fn inbound_counters(res: ResourceArc<InboundResource>) -> Vec<(&'static str, u64)> {
-    COUNTERS
+    Counter::ALL
         .iter()
         .zip(res.counters.iter())
-        .map(|(name, c)| (*name, c.load(Ordering::Relaxed)))
+        .map(|(counter, c)| (counter.name(), c.load(Ordering::Relaxed)))
         .collect()
 }

@@ -27,4 +27,12 @@ defmodule Jido.Distributed.Transport.InboundTest do
     assert messages == for(i <- 1..300, do: {:n, i})
     assert %{frames: 2, signals: 300, duplicates: 1} = Inbound.counters(store)
   end
+
+  test "counter_names/0 are exactly the counters the NIF keeps (jido_core::inbound::Counter)" do
+    store = Inbound.new()
+    assert Enum.sort(Map.keys(Inbound.counters(store))) == Enum.sort(Inbound.counter_names())
+    assert Enum.all?(Map.values(Inbound.counters(store)), &(&1 == 0))
+    assert :ok = Inbound.count(store, :acks_sent, 3)
+    assert %{acks_sent: 3} = Inbound.counters(store)
+  end
 end
