@@ -55,7 +55,9 @@ defmodule Jido.Distributed do
   import Jido.Distributed.Signal, only: [is_signal: 1]
 
   alias Jido.Distributed.{Directory, Message, Optimizer, Signal}
-  alias Jido.Distributed.Transport.{Link, LinkBuffer, LinkStore, Receiver}
+  require Jido.Distributed.Transport.LinkRow
+
+  alias Jido.Distributed.Transport.{Link, LinkBuffer, LinkRow, LinkStore, Receiver}
 
   @typedoc """
   Where a signal goes: a pid (local or remote), `{registered_name, node}`, or
@@ -325,7 +327,7 @@ defmodule Jido.Distributed do
   """
   @spec flush(node() | :all) :: :ok
   def flush(:all) do
-    Enum.each(LinkStore.rows(), fn {node, _, _, _, _, _} -> Link.flush(node) end)
+    Enum.each(LinkStore.rows(), &Link.flush(LinkRow.link_row(&1, :node)))
   end
 
   def flush(node) when is_atom(node), do: Link.flush(node)
@@ -347,12 +349,13 @@ defmodule Jido.Distributed do
   @spec stats() :: %{links: %{node() => map()}, receiver: map()}
   def stats do
     links =
-      for {node, buffer, _epoch, _notify, counters, _pid} <- LinkStore.rows(), into: %{} do
+      for LinkRow.link_row(node: node, buffer: buffer, counters: counters) <- LinkStore.rows(),
+          into: %{} do
         buffer = LinkBuffer.stats(buffer)
 
         counters =
           counters
-          |> LinkStore.read_counters()
+          |> LinkRow.read_counters()
           |> Map.merge(%{signals: buffer.pushed_entries, buffer: buffer})
 
         {node, counters}

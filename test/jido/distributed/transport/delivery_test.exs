@@ -2,7 +2,7 @@ defmodule Jido.Distributed.Transport.DeliveryTest do
   use Jido.Distributed.ClusterCase
 
   alias Jido.Distributed.Test.{Collector, Load}
-  alias Jido.Distributed.Transport.Receiver
+  alias Jido.Distributed.Transport.{Receiver, Wire}
 
   @moduletag timeout: 180_000
 
@@ -126,14 +126,20 @@ defmodule Jido.Distributed.Transport.DeliveryTest do
     before = Cluster.rpc(b, Receiver, :stats, [])
     {:ok, valid_frame} = Jido.Distributed.Frame.encode([{collector, {:signal, :x}}])
 
+    # Frames claim to come from a process on `a` (the origin is the node
+    # of the sending Link's pid).
+    link = Cluster.rpc(a, :erlang, :self, [])
+    %{epoch: epoch, delivered: delivered} = before.origins[a]
+
     garbage = [
       :garbage,
-      {:jido_frame, a, 1, 1, 1, "not a frame", []},
-      {:jido_frame, a, before.origins[a].epoch, before.origins[a].delivered + 1, 1,
-       binary_part(valid_frame, 0, 20), []},
+      Wire.frame(link, 1, 1, 1, "not a frame", []),
+      Wire.frame(link, epoch, delivered + 1, 1, binary_part(valid_frame, 0, 20), []),
       {:jido_frame, "a", :x, -1, 0, 42, []},
-      {:jido_frame, a, 1, 1, 1, "old shape"},
-      {:jido_ack, 1, 2, 3, 4}
+      {:jido_frame, a, 1, 1, 1, "origin instead of the Link's pid", []},
+      {:jido_frame, link, 1, 1, 1, "old shape"},
+      {:jido_ack, 1, 2, 3, 4},
+      Wire.ack(1, 2, false)
     ]
 
     for msg <- garbage, do: send({Receiver, b}, msg)
@@ -175,7 +181,7 @@ defmodule Jido.Distributed.Transport.DeliveryTest do
 
     for _ <- 1..3 do
       Process.sleep(150)
-      {_, _, _, _, _, pid} = Cluster.rpc(a, Jido.Distributed.Transport.LinkStore, :lookup, [b])
+      pid = Cluster.rpc(a, Jido.Distributed.Transport.LinkStore, :link_pid, [b])
       Cluster.rpc(a, Process, :exit, [pid, :kill])
     end
 
