@@ -162,6 +162,44 @@ defmodule Jido.Distributed.Transport.DeliveryTest do
     assert {:ok, _} = Collector.await_total([collector], 2, 10_000)
   end
 
+  test "acks go straight to the sending Link, not through its node's Receiver" do
+    [a, b] = start_cluster(2)
+    collector = Collector.start(b)
+    # With the sender's own Receiver suspended, acks still release the frames.
+    receiver_a = Cluster.rpc(a, Process, :whereis, [Receiver])
+    :ok = Cluster.rpc(a, :sys, :suspend, [receiver_a])
+
+    try do
+      for seq <- 1..20 do
+        signal = %{id: "#{seq}", type: "t", data: %{sender: :a, seq: seq}}
+        assert :ok = Cluster.rpc(a, Jido.Distributed, :send, [collector, signal])
+      end
+
+      assert {:ok, _} = Collector.await_total([collector], 20, 10_000)
+
+      assert wait_until(fn ->
+               link = Cluster.rpc(a, Jido.Distributed, :stats, []).links[b]
+               link.acks > 0 and link.buffer.unacked_frames == 0
+             end)
+    after
+      Cluster.rpc(a, :sys, :resume, [receiver_a])
+    end
+  end
+
+  defp wait_until(fun, deadline_ms \\ 15_000) do
+    cond do
+      fun.() ->
+        true
+
+      deadline_ms <= 0 ->
+        false
+
+      true ->
+        Process.sleep(50)
+        wait_until(fun, deadline_ms - 50)
+    end
+  end
+
   test "a lone signal on an idle link goes out at once, without waiting for the linger time" do
     [a, b] = start_cluster(2, env: [link: [linger_ms: 60_000]])
     collector = Collector.start(b)
