@@ -47,35 +47,20 @@ defmodule Jido.Router do
   @weights {__MODULE__, :weights}
   @class_rank %{local: 0, same_zone: 1, same_region: 2, remote: 3}
 
-  # Options of route_with_locality/3 and rank/3. Every default is a live
-  # value, so `nil` (not given) means "read it now".
+  # Options of route_with_locality/3 and rank/3; each defaults (nil) to the live value.
   @route_schema [
-    local_node: [
-      type: :atom,
-      default: nil,
-      doc: "The node counted as local; defaults to `node()`."
-    ],
+    local_node: [type: :atom, default: nil, doc: "The local node; defaults to `node()`."],
     nodes: [type: :list, default: nil, doc: "The connected nodes; defaults to `Node.list()`."],
-    weights: [
-      type: {:custom, &is_map/1, "a map of node => weight"},
-      default: nil,
-      doc: "`%{node => weight}`; defaults to `routing_weights/0`."
-    ],
+    weights: [type: {:custom, &is_map/1, "a map"}, default: nil, doc: "`%{node => weight}`."],
     class_of: [
       type: {:custom, &__MODULE__.unary?/1, "a 1-arity function"},
       default: nil,
-      doc:
-        "A function from node to distance class; defaults to " <>
-          "`Jido.Distributed.Location.class_of/1`. Called only for nodes of finite weight."
+      doc: "Node to distance class; defaults to `Jido.Distributed.Location.class_of/1`."
     ]
   ]
 
   @weights_schema [
-    replace: [
-      type: :boolean,
-      default: false,
-      doc: "`true` replaces every weight with `weights`; `false` merges them."
-    ]
+    replace: [type: :boolean, default: false, doc: "Replace every weight, not merge."]
   ]
 
   @typedoc """
@@ -151,7 +136,8 @@ defmodule Jido.Router do
 
   ## Options
 
-  For tests and what-if questions; each defaults to the live value.
+  For tests and what-if questions; each defaults to the live value
+  (`:weights` to `routing_weights/0`).
 
   #{Options.docs(@route_schema)}
 
@@ -195,14 +181,12 @@ defmodule Jido.Router do
   @spec rank(map(), [agent()], keyword()) :: [agent()]
   def rank(signal, agents, opts \\ []), do: ranked(signal, agents, route_opts!(agents, opts))
 
-  # Validated options; an empty list (every default) skips the schema walk
-  # on the hot path.
+  # No options (every default, the common case) skips the schema walk.
   defp route_opts!(agents, _opts) when not is_list(agents), do: misuse!(agents)
   defp route_opts!(_agents, []), do: []
   defp route_opts!(_agents, opts), do: Options.validate!(opts, @route_schema)
 
   @doc false
-  # For the :class_of option's schema.
   @spec unary?(term()) :: boolean()
   def unary?(fun), do: is_function(fun, 1)
 
