@@ -28,8 +28,9 @@ defmodule Jido.Distributed.Broadcast.Protocol do
       iex> effects
       [{:count, :failed_children, 1}, {:count, :adopted, 1}, {:count, :handed_up, 1},
        {:ack, :a@h, {:retry, {:r@h, 1, 1}, :c@h}}, {:send, [{:d@h, []}]}]
-      iex> Protocol.settle(s) |> elem(0)
-      :in_flight
+      iex> s = Session.sent_all(s, [{:d@h, []}])
+      iex> s |> Session.done(:d@h, 1, []) |> Protocol.settle()
+      {:finished, {2, []}, [{:ack, :a@h, {:done, {:r@h, 1, 1}, 2, []}}]}
   """
 
   alias Jido.Distributed.Broadcast.{Recent, Session, Wire}
