@@ -16,30 +16,14 @@ defmodule Jido.Distributed.Broadcast.Server do
 
   require Logger
 
-  alias Jido.Distributed.{Counters, Frame, Message, Options, Pattern, Telemetry, TreePlanner}
-  alias Jido.Distributed.Broadcast.{Batch, Outbox, PlanCache, Protocol, Recent, Session}
-  alias Jido.Distributed.Broadcast.{Subscriptions, Wire}
+  require Jido.Distributed.Broadcast.Stats, as: Stats
 
-  @counter_names [
-    :started,
-    :batches,
-    :received,
-    :duplicates,
-    :delivered,
-    :forwarded,
-    :adopted,
-    :failed_children,
-    :handed_up,
-    :retried,
-    :acks_sent,
-    :ack_messages,
-    :malformed
-  ]
-  # Bumps a counter; inlined, as it is on every broadcast's path.
-  defmacrop count(state, name, n \\ 1) do
-    index = Counters.index!(@counter_names, name)
-    quote do: :counters.add(unquote(state).counters, unquote(index), unquote(n))
-  end
+  alias Jido.Distributed.{Frame, Message, Options, Pattern, Telemetry, TreePlanner}
+  alias Jido.Distributed.Broadcast.{Actions, Atoms, Batch, Outbox, PlanCache, Protocol, Recent}
+  alias Jido.Distributed.Broadcast.{Session, Subscriptions, Wire}
+
+  import Jido.Distributed.Broadcast.Actions,
+    only: [deliver: 2, now_ms: 0, put_session: 2, schedule_sweep: 1, settle: 2]
 
   @doc "Starts the node's broadcast process; `:subscriptions` names the subscriptions table."
   @spec start_link(keyword()) :: GenServer.on_start()
@@ -57,7 +41,7 @@ defmodule Jido.Distributed.Broadcast.Server do
 
     {:ok,
      %{
-       counters: Counters.new(@counter_names),
+       counters: Stats.new(),
        subscriptions: Subscriptions.load(Keyword.fetch!(opts, :subscriptions)),
        sessions: %{},
        # broadcast id => the id of the batch it went in, while in flight,
@@ -65,9 +49,7 @@ defmodule Jido.Distributed.Broadcast.Server do
        batch_of: %{},
        recent: Recent.new(settings[:dedup_size], settings[:dedup_ttl_ms]),
        sends: %{},
-       # node => the atom list last sent to it, or received from it
-       atoms_sent: %{},
-       atoms_from: %{},
+       atoms: Atoms.new(),
        outbox: Outbox.new(),
        sweep: nil,
        prune: schedule_prune(settings[:dedup_ttl_ms]),
@@ -126,7 +108,7 @@ defmodule Jido.Distributed.Broadcast.Server do
   def handle_call(:stats, _from, state) do
     reply(
       %{
-        counters: Counters.read(state.counters, @counter_names),
+        counters: Stats.read(state.counters),
         sends: state.sends,
         sessions: map_size(state.sessions),
         subscribers: Subscriptions.size(state.subscriptions),
@@ -164,7 +146,7 @@ defmodule Jido.Distributed.Broadcast.Server do
     end
   end
 
-  def handle_info(:timeout, state), do: noreply(flush_acks(state))
+  def handle_info(:timeout, state), do: noreply(Actions.flush_acks(state))
 
   def handle_info({:timeout, ref, :sweep}, %{sweep: ref} = state),
     do: noreply(sweep(%{state | sweep: nil}))
@@ -176,7 +158,7 @@ defmodule Jido.Distributed.Broadcast.Server do
 
   def handle_info({:nodedown, node}, state) when is_atom(node) do
     PlanCache.new_generation()
-    state = forget_atoms(state, node)
+    state = %{state | atoms: Atoms.forget(state.atoms, node)}
 
     state.sessions
     |> Enum.reduce(state, fn {_id, session}, state ->
@@ -189,7 +171,7 @@ defmodule Jido.Distributed.Broadcast.Server do
 
   def handle_info({:nodeup, node}, state) when is_atom(node) do
     PlanCache.new_generation()
-    noreply(forget_atoms(state, node))
+    noreply(%{state | atoms: Atoms.forget(state.atoms, node)})
   end
 
   def handle_info({:DOWN, ref, :process, pid, _reason}, state) do
@@ -253,8 +235,8 @@ defmodule Jido.Distributed.Broadcast.Server do
     case Frame.encode_with_atoms(signals) do
       {:ok, frame, atoms} ->
         ids = for {id, _signal, _waiter} <- entries, do: id
-        count(state, :started, length(ids))
-        count(state, :batches)
+        Stats.count(state.counters, :started, length(ids))
+        Stats.count(state.counters, :batches)
         now = now_ms()
         data = %{frame: frame, atoms: atoms, deadline: now + timeout, ids: ids}
         data = if Telemetry.available?(), do: emit_start(data, tree, fanout), else: data
@@ -262,7 +244,9 @@ defmodule Jido.Distributed.Broadcast.Server do
         session = Protocol.root_session(batch, node(), waiters, data)
         batch_of = Enum.reduce(tl(ids), state.batch_of, &Map.put(&2, &1, batch))
 
-        {session, state} = send_children(%{state | batch_of: batch_of}, session, children, now)
+        {session, state} =
+          Actions.send_children(%{state | batch_of: batch_of}, session, children, now)
+
         state = deliver(state, signals)
         settle(state, session)
 
@@ -292,13 +276,14 @@ defmodule Jido.Distributed.Broadcast.Server do
 
   # A broadcast message that passed `Wire.check/2`.
   defp received(state, {:jido_bcast, id, parent, frame, atoms, {_me, children}, budget}) do
-    count(state, :received)
-    {atoms, state} = parent_atoms(state, parent, atoms)
+    Stats.count(state.counters, :received)
+    {atoms, atom_lists} = Atoms.from_parent(state.atoms, parent, atoms)
+    state = %{state | atoms: atom_lists}
 
     case Protocol.arrival(state.sessions, state.recent, id, parent) do
       :new -> relay(state, id, parent, frame, atoms, children, budget)
-      {:joined, session, effects} -> state |> put_session(session) |> run_effects(effects)
-      {:repeat, effects} -> run_effects(state, effects)
+      {:joined, session, effects} -> state |> put_session(session) |> Actions.run(effects)
+      {:repeat, effects} -> Actions.run(state, effects)
     end
   end
 
@@ -316,12 +301,12 @@ defmodule Jido.Distributed.Broadcast.Server do
       state = if signals, do: deliver(state, signals), else: state
       {outcome, effects} = Protocol.leaf(id, node(), parent, signals != nil)
       state = %{state | recent: Recent.put(state.recent, id, outcome, now)}
-      run_effects(state, effects)
+      Actions.run(state, effects)
     else
       atoms = relay_atoms(state, frame, atoms, signals)
       data = %{frame: frame, atoms: atoms, deadline: now + budget}
       session = Protocol.relay_session(id, node(), parent, signals != nil, data, now)
-      {session, state} = send_children(state, session, children, now)
+      {session, state} = Actions.send_children(state, session, children, now)
       state = if signals, do: deliver(state, signals), else: state
       settle(state, session)
     end
@@ -339,102 +324,9 @@ defmodule Jido.Distributed.Broadcast.Server do
     end
   end
 
-  # Sends the frame to each subtree's top node, with its subtree; a node
-  # that is not connected is given up at once (its children adopted).
-  defp send_children(state, session, subtrees, now) do
-    %{id: id, data: %{frame: frame, atoms: atoms, deadline: deadline}} = session
-    budget = Protocol.child_budget(deadline - now)
-    session = Session.sent_all(session, subtrees, now)
-
-    {sends, atoms_sent, sent, unreachable} =
-      send_frames(subtrees, {id, frame, atoms, budget}, {state.sends, state.atoms_sent, 0, []})
-
-    count(state, :forwarded, sent)
-    state = %{state | sends: sends, atoms_sent: atoms_sent}
-    give_up(state, session, unreachable)
-  end
-
-  # Returns the updated per-node send counts and atom lists sent, how many
-  # frames were sent, and the children that are not connected. A child
-  # last sent the same atom list gets `:same` instead (see `parent_atoms/3`).
-  defp send_frames([], _message, acc), do: acc
-
-  defp send_frames([{child, _} = subtree | rest], {id, frame, atoms, budget} = m, acc) do
-    {sends, atoms_sent, sent, unreachable} = acc
-
-    {wire_atoms, atoms_sent} =
-      case atoms_sent do
-        %{^child => ^atoms} -> {:same, atoms_sent}
-        _ -> {atoms, Map.put(atoms_sent, child, atoms)}
-      end
-
-    case Wire.send_to(child, Wire.bcast(id, node(), frame, wire_atoms, subtree, budget)) do
-      :ok ->
-        sends = Map.update(sends, child, 1, &(&1 + 1))
-        send_frames(rest, m, {sends, atoms_sent, sent + 1, unreachable})
-
-      :noconnect ->
-        atoms_sent = Map.delete(atoms_sent, child)
-        send_frames(rest, m, {sends, atoms_sent, sent, [child | unreachable]})
-    end
-  end
-
-  # The atom list a parent sent with a frame, remembered per parent: a
-  # parent sends `:same` for the list it sent this node last (most signals
-  # of a stream have the same atoms, and each atom in a message costs
-  # encoding). `nil` for `:same` from a parent this process has no list
-  # of. Both sides forget a node when it goes down or comes up.
-  defp parent_atoms(state, parent, :same), do: {Map.get(state.atoms_from, parent), state}
-
-  defp parent_atoms(state, parent, atoms) do
-    case state.atoms_from do
-      %{^parent => ^atoms} -> {atoms, state}
-      from -> {atoms, %{state | atoms_from: Map.put(from, parent, atoms)}}
-    end
-  end
-
-  defp forget_atoms(state, node) do
-    %{
-      state
-      | atoms_sent: Map.delete(state.atoms_sent, node),
-        atoms_from: Map.delete(state.atoms_from, node)
-    }
-  end
-
-  # Gives up on each child (`Protocol.give_up/2`), carrying out the effects.
-  defp give_up(state, session, children) do
-    Enum.reduce(children, {session, state}, fn child, {session, state} ->
-      {session, effects} = Protocol.give_up(session, child)
-      run_effects(state, session, effects)
-    end)
-  end
-
   defp give_up_all(state, session, children) do
-    {session, state} = give_up(state, session, children)
+    {session, state} = Actions.give_up(state, session, children)
     settle(state, session)
-  end
-
-  # Carries out the protocol's effects for `session`; returns both.
-  defp run_effects(state, session, effects) do
-    Enum.reduce(effects, {session, state}, fn
-      {:send, subtrees}, {session, state} -> send_children(state, session, subtrees, now_ms())
-      effect, {session, state} -> {session, run_effect(state, effect)}
-    end)
-  end
-
-  # Effects that do not involve a session.
-  defp run_effects(state, effects), do: Enum.reduce(effects, state, &run_effect(&2, &1))
-
-  defp run_effect(state, {:ack, parent, ack}), do: ack(state, parent, ack)
-
-  defp run_effect(state, {:reply, from, reply}) do
-    GenServer.reply(from, reply)
-    state
-  end
-
-  defp run_effect(state, {:count, name, n}) do
-    :counters.add(state.counters, Counters.index!(@counter_names, name), n)
-    state
   end
 
   # Acks passed `Wire.check/2`.
@@ -443,7 +335,7 @@ defmodule Jido.Distributed.Broadcast.Server do
 
     with %{^id => session} <- state.sessions,
          {:ok, session, effects} <- Protocol.ack(session, child, ack, now_ms()) do
-      {session, state} = run_effects(state, session, effects)
+      {session, state} = Actions.run(state, session, effects)
       settle(state, session)
     else
       _ -> state
@@ -459,7 +351,7 @@ defmodule Jido.Distributed.Broadcast.Server do
     state =
       Enum.reduce(state.sessions, state, fn {_id, session}, state ->
         {session, receipts, verdict} = Protocol.sweep(session, now, late, owed)
-        state = run_effects(state, receipts)
+        state = Actions.run(state, receipts)
 
         case verdict do
           :expired -> settle(state, session)
@@ -471,52 +363,10 @@ defmodule Jido.Distributed.Broadcast.Server do
     schedule_sweep(state)
   end
 
-  # Keeps a session in flight, or reports it if it is complete.
-  defp settle(state, session) do
-    case Protocol.settle(session) do
-      {:in_flight, session} -> state |> put_session(session) |> schedule_sweep()
-      {:finished, outcome, effects} -> state |> run_effects(effects) |> finish(session, outcome)
-    end
-  end
-
-  defp put_session(state, session),
-    do: %{state | sessions: Map.put(state.sessions, session.id, session)}
-
-  defp finish(state, session, {delivered, missing}) do
-    # On the root, the batch's broadcasts; elsewhere, the batch.
-    ids = Map.get(session.data, :ids, [session.id])
-
-    with %{started: started} <- session.data do
-      measurements = %{
-        duration: :erlang.monotonic_time() - started,
-        delivered: delivered,
-        missing: length(missing)
-      }
-
-      Enum.each(
-        ids,
-        &Telemetry.emit([:broadcast, :stop], measurements, %{id: &1, missing: missing})
-      )
-    end
-
-    %{
-      state
-      | sessions: Map.delete(state.sessions, session.id),
-        batch_of: Map.drop(state.batch_of, tl(ids)),
-        recent: Recent.put_all(state.recent, ids, {:done, delivered, missing}, now_ms())
-    }
-  end
-
-  defp deliver(state, signals) do
-    {subscriptions, sent} = Subscriptions.deliver(state.subscriptions, signals)
-    if sent > 0, do: count(state, :delivered, sent)
-    %{state | subscriptions: subscriptions}
-  end
-
   # Counts a message refused by `Wire` (or a frame that does not decode),
   # emits one event and logs it, the first of each reason only.
   defp malformed(state, reason, message) do
-    count(state, :malformed)
+    Stats.count(state.counters, :malformed)
     Telemetry.emit([:broadcast, :malformed], %{count: 1}, %{reason: reason})
 
     if MapSet.member?(state.logged, reason) do
@@ -529,31 +379,6 @@ defmodule Jido.Distributed.Broadcast.Server do
       )
 
       %{state | logged: MapSet.put(state.logged, reason)}
-    end
-  end
-
-  # --- acks to parents ------------------------------------------------------------
-
-  defp ack(state, parent, ack) do
-    count(state, :acks_sent)
-    {outbox, full?} = Outbox.put(state.outbox, parent, ack, now_ms())
-    state = %{state | outbox: outbox}
-    if full?, do: flush_acks(state, parent), else: state
-  end
-
-  defp flush_acks(state),
-    do: Enum.reduce(Outbox.parents(state.outbox), state, &flush_acks(&2, &1))
-
-  defp flush_acks(state, parent) do
-    case Outbox.take(state.outbox, parent) do
-      {nil, _} ->
-        state
-
-      {acks, outbox} ->
-        message = Wire.acks(node(), acks)
-        if parent == node(), do: send(self(), message), else: Wire.send_to(parent, message)
-        count(state, :ack_messages)
-        %{state | outbox: outbox}
     end
   end
 
@@ -572,18 +397,10 @@ defmodule Jido.Distributed.Broadcast.Server do
   defp maybe_flush(%{outbox: %Outbox{since: nil}} = state), do: state
 
   defp maybe_flush(state),
-    do: if(Outbox.due?(state.outbox, now_ms()), do: flush_acks(state), else: state)
+    do: if(Outbox.due?(state.outbox, now_ms()), do: Actions.flush_acks(state), else: state)
 
   # --- timers -----------------------------------------------------------------------
 
-  # Timers are matched by their reference, so a `:sweep` or `:prune` from
-  # elsewhere is not taken for one.
-  defp schedule_sweep(%{sweep: nil, sessions: sessions} = state) when map_size(sessions) > 0,
-    do: %{state | sweep: :erlang.start_timer(state.sweep_ms, self(), :sweep)}
-
-  defp schedule_sweep(state), do: state
-
+  # Matched by its reference, as the sweep timer is.
   defp schedule_prune(ttl_ms), do: :erlang.start_timer(max(div(ttl_ms, 2), 1_000), self(), :prune)
-
-  defp now_ms, do: :erlang.monotonic_time(:millisecond)
 end
