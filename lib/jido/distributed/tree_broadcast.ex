@@ -284,15 +284,13 @@ defmodule Jido.Distributed.TreeBroadcast do
 
   def broadcast(signal, opts) when is_list(opts) do
     {nodes, fanout, timeout, await, tree} = broadcast_opts(opts)
-    {instance, {default_fanout, default_timeout, max_frame_size}} = PlanCache.context()
-    fanout = fanout || default_fanout
-    timeout = timeout || default_timeout
-    planned = if tree, do: {:ok, tree}, else: PlanCache.plan(nodes, fanout)
 
-    with {:ok, tree} <- planned,
+    with {:ok, {instance, {default_fanout, default_timeout, max_frame_size}}, tree} <-
+           PlanCache.fetch(nodes, fanout, tree),
          {:ok, size} <- framed_size(signal, max_frame_size) do
       id = {node(), instance, :erlang.unique_integer([:positive, :monotonic])}
-      start = Wire.start(id, signal, size, tree, timeout, fanout)
+      timeout = timeout || default_timeout
+      start = Wire.start(id, signal, size, tree, timeout, fanout || default_fanout)
 
       if await do
         GenServer.call(Wire.name(), start, timeout + @call_slack_ms)

@@ -63,13 +63,39 @@ defmodule Jido.Distributed.Broadcast.PlanCache do
   end
 
   @doc """
-  The server's context. Without a running broadcast supervisor, instance 0
+  The server's context and the tree to broadcast along: `tree` when one is
+  given, else the plan over this node and `nodes` (or every connected node,
+  for `nil`) with `fanout` (or the default fanout, for `nil`): the one
+  cached for the same arguments in this generation, or a new plan (see
+  `located_members/1`), then cached. A caller that broadcasts along the
+  same members again pays one generation read and one process dictionary
+  read. Without a running broadcast supervisor, the context has instance 0
   and the defaults from the settings.
   """
-  @spec context() :: context()
-  def context do
+  @spec fetch([node()] | nil, pos_integer() | nil, TreePlanner.tree() | nil) ::
+          {:ok, context(), TreePlanner.tree()} | {:error, term()}
+  def fetch(nodes, fanout, nil) do
+    key = {fanout, nodes}
     generation = generation()
 
+    case Process.get(@plan_key) do
+      {^generation, ^key, context, tree} when generation != nil ->
+        {:ok, context, tree}
+
+      _ ->
+        {_, {default_fanout, _, _}} = context = context(generation)
+        fanout = fanout || default_fanout
+
+        with {:ok, tree} <- shared_plan(nodes, fanout, {fanout, nodes}, generation) do
+          Process.put(@plan_key, {generation, key, context, tree})
+          {:ok, context, tree}
+        end
+    end
+  end
+
+  def fetch(_nodes, _fanout, tree), do: {:ok, context(generation()), tree}
+
+  defp context(generation) do
     case Process.get(@context_key) do
       {^generation, context} when generation != nil ->
         context
@@ -90,28 +116,6 @@ defmodule Jido.Distributed.Broadcast.PlanCache do
         settings = Jido.Distributed.Options.get(:broadcast)
         max_frame_size = Jido.Distributed.Options.get(:max_frame_size)
         {0, {settings[:fanout], settings[:timeout_ms], max_frame_size}}
-    end
-  end
-
-  @doc """
-  A tree over this node and `nodes` (or every connected node, for `nil`)
-  with `fanout`: the one cached for the same arguments in this generation,
-  or a new plan (see `located_members/1`), then cached.
-  """
-  @spec plan([node()] | nil, pos_integer()) :: {:ok, TreePlanner.tree()} | {:error, term()}
-  def plan(nodes, fanout) do
-    key = {fanout, nodes}
-    generation = generation()
-
-    case Process.get(@plan_key) do
-      {^generation, ^key, tree} when generation != nil ->
-        {:ok, tree}
-
-      _ ->
-        with {:ok, tree} <- shared_plan(nodes, fanout, key, generation) do
-          Process.put(@plan_key, {generation, key, tree})
-          {:ok, tree}
-        end
     end
   end
 

@@ -335,7 +335,10 @@ defmodule Jido.Distributed.Broadcast.Server do
 
     with %{^id => session} <- state.sessions,
          {:ok, session, effects} <- Protocol.ack(session, child, ack, now_ms()) do
-      {session, state} = Actions.run(state, session, effects)
+      # Receipts and reports (the usual acks) have no effect to carry out.
+      {session, state} =
+        if effects == [], do: {session, state}, else: Actions.run(state, session, effects)
+
       settle(state, session)
     else
       _ -> state
