@@ -159,16 +159,25 @@ defmodule Jido.Distributed.TreeBroadcast do
 
   ## Where the code is
 
-  This module is the API. The subsystem lives in `lib/jido/distributed/broadcast/`:
-  `Jido.Distributed.Broadcast.Supervisor` (owns the tables),
-  `Jido.Distributed.Broadcast.Server` (the process), the pure
-  `Jido.Distributed.Broadcast.Protocol` (relay, adopt, settle, hand up,
-  retry), `Jido.Distributed.Broadcast.Session`,
-  `Jido.Distributed.Broadcast.Recent`, `Jido.Distributed.Broadcast.Outbox`
-  (acks to parents), `Jido.Distributed.Broadcast.Batch`,
-  `Jido.Distributed.Broadcast.Subscriptions`,
-  `Jido.Distributed.Broadcast.PlanCache`, `Jido.Distributed.TreePlanner` and
-  `Jido.Distributed.Broadcast.Wire` (every message between nodes).
+  This module is the API; the subsystem lives in `lib/jido/distributed/broadcast/`:
+
+    * `Jido.Distributed.Broadcast.Supervisor` - owns the subsystem's tables
+      (subscriptions, plans) and supervises the server;
+    * `Jido.Distributed.Broadcast.Server` - the process: takes starts,
+      relays, sweeps; `Jido.Distributed.Broadcast.Actions` carries out on
+      its state what the protocol decides (sends, acks, replies);
+    * pure: `Jido.Distributed.Broadcast.Protocol` (arrival, relay, adopt,
+      hand up, retry, settle, sweep), `Jido.Distributed.Broadcast.Session`
+      (one broadcast's bookkeeping), `Jido.Distributed.Broadcast.Recent`
+      (duplicates), `Jido.Distributed.Broadcast.Outbox` (acks to parents),
+      `Jido.Distributed.Broadcast.Atoms` (atom lists per node);
+    * `Jido.Distributed.Broadcast.Batch` (batches from the mailbox),
+      `Jido.Distributed.Broadcast.Subscriptions`,
+      `Jido.Distributed.Broadcast.PlanCache` (what callers read without a
+      message), `Jido.Distributed.Broadcast.Stats` (counters),
+      `Jido.Distributed.TreePlanner` (planning, in Rust);
+    * `Jido.Distributed.Broadcast.Wire` - every message between nodes,
+      built and checked.
   """
 
   alias Jido.Distributed.{Frame, Message, Options, Pattern, Signal, TreePlanner}

@@ -46,7 +46,12 @@ defmodule Jido.Distributed.Broadcast.Actions do
 
     case Wire.send_to(child, Wire.bcast(id, node(), frame, wire_atoms, subtree, budget)) do
       :ok ->
-        sends = Map.update(sends, child, 1, &(&1 + 1))
+        sends =
+          case sends do
+            %{^child => n} -> %{sends | child => n + 1}
+            _ -> Map.put(sends, child, 1)
+          end
+
         send_frames(rest, m, {sends, atom_lists, sent + 1, unreachable})
 
       :noconnect ->

@@ -139,7 +139,7 @@ defmodule Jido.Distributed.Broadcast.Server do
     case Wire.check(message, node()) do
       :ok ->
         {:jido_bcast_acks, child, acks} = message
-        noreply(Enum.reduce(acks, state, &handle_ack(&1, child, &2)))
+        noreply(handle_acks(acks, child, state))
 
       {:error, reason} ->
         noreply(malformed(state, reason, message))
@@ -330,6 +330,11 @@ defmodule Jido.Distributed.Broadcast.Server do
   end
 
   # Acks passed `Wire.check/2`.
+  defp handle_acks([], _child, state), do: state
+
+  defp handle_acks([ack | rest], child, state),
+    do: handle_acks(rest, child, handle_ack(ack, child, state))
+
   defp handle_ack(ack, child, state) do
     id = elem(ack, 1)
 
