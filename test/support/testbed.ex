@@ -6,8 +6,9 @@ defmodule Jido.Distributed.Test.Testbed do
   Unlike `Jido.Distributed.Test.Cluster` (cookies plus disconnect, which
   the other side sees at once), faults here happen to packets:
 
-    * `partition/2` - silent: packets between groups vanish both ways; TCP
-      says nothing until its own timers (or the distribution tick) give up;
+    * `partition/2` - silent: packets between groups vanish in the bridge,
+      both ways; TCP says nothing until its own timers (or the distribution
+      tick) give up;
     * `cut_one_way/3` - packets from one host to another vanish, the other
       direction still passes;
     * `heal/1` - removes every cut;
@@ -191,20 +192,21 @@ defmodule Jido.Distributed.Test.Testbed do
   end
 
   @doc """
-  Drop counters of `host`'s rules: `%{{:in | :out, other_host} => %{packets:, bytes:}}`
-  for every cut that involves it now (counters restart when rules change).
+  Packets and bytes dropped so far per directed cut in place:
+  `%{{from, to} => %{packets:, bytes:}}` (counters restart when the cuts change).
   """
-  @spec drop_counters(t(), host()) :: %{
-          {:in | :out, host()} => %{packets: non_neg_integer(), bytes: non_neg_integer()}
+  @spec drop_counters(t()) :: %{
+          {host(), host()} => %{packets: non_neg_integer(), bytes: non_neg_integer()}
         }
-  def drop_counters(tb, host) do
+  def drop_counters(tb) do
     names = Map.new(hosts(tb), &{Atom.to_string(&1), &1})
 
     tb
-    |> namespace(host)
+    |> GenServer.call(:prefix)
+    |> Net.bridge_ns()
     |> Net.rules_text()
     |> Rules.parse_counters()
-    |> Map.new(fn {{dir, other}, value} -> {{dir, Map.fetch!(names, other)}, value} end)
+    |> Map.new(fn {{from, to}, value} -> {{names[from], names[to]}, value} end)
   end
 
   # Errors about the caller's arguments come back as values and are raised here.
@@ -347,6 +349,7 @@ defmodule Jido.Distributed.Test.Testbed do
 
     try do
       Net.create!(prefix, length(specs))
+      state = set_cuts(state, state.cuts)
       Enum.each(Map.values(hosts), &Net.start_epmd!(&1.ns))
       state = boot(state, state.order)
       :ok = mesh(state, state.order)
@@ -555,14 +558,7 @@ defmodule Jido.Distributed.Test.Testbed do
 
   defp set_cuts(state, cuts) do
     addresses = Map.new(state.hosts, fn {name, info} -> {name, info.address} end)
-
-    for name <- state.order,
-        old = Rules.script(name, state.cuts, addresses),
-        new = Rules.script(name, cuts, addresses),
-        old != new or Net.rules_text(state.hosts[name].ns) == "" do
-      Net.apply_rules!(state.hosts[name].ns, new)
-    end
-
+    Net.apply_rules!(Net.bridge_ns(state.prefix), Rules.script(cuts, addresses))
     %{state | cuts: cuts}
   end
 

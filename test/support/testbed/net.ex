@@ -15,7 +15,9 @@ defmodule Jido.Distributed.Test.Testbed.Net do
       neighbour discovery either): every packet on the wire is one the
       host's programs sent, which lets tests read the interface counters.
 
-  The root namespace gets no interface, address or rule: nothing here is
+  The bridge itself sends nothing (no spanning tree, no multicast queries,
+  and the drop rules of `Jido.Distributed.Test.Testbed.Rules` drop any frame
+  it would originate). The root namespace gets no interface, address or rule: nothing here is
   reachable or routed from it. The addresses live only on the bridge of
   this testbed, so two testbeds (two test runs) never see each other.
 
@@ -106,7 +108,7 @@ defmodule Jido.Distributed.Test.Testbed.Net do
   def create!(prefix, count) when count in 1..200 do
     br = bridge_ns(prefix)
     new_ns!(br)
-    ip!(["-n", br, "link", "add", @bridge, "type", "bridge"])
+    ip!(~w(-n #{br} link add #{@bridge} type bridge stp_state 0 mcast_snooping 0))
     ip!(["-n", br, "link", "set", @bridge, "up"])
     Enum.each(1..count, &create_host!(prefix, &1, count))
     :ok
@@ -162,7 +164,7 @@ defmodule Jido.Distributed.Test.Testbed.Net do
     :ok
   end
 
-  @doc "Replaces `ns`'s drop rules with the nftables `script` (one transaction)."
+  @doc "Replaces the drop rules in `ns` (the bridge's) with the nftables `script` (one transaction)."
   @spec apply_rules!(String.t(), String.t()) :: :ok
   def apply_rules!(ns, script) do
     path = Path.join(System.tmp_dir!(), "#{ns}_#{System.unique_integer([:positive])}.nft")
@@ -176,10 +178,10 @@ defmodule Jido.Distributed.Test.Testbed.Net do
     end
   end
 
-  @doc "The text of `ns`'s drop rule table (`\"\"` when it has none yet)."
+  @doc "The text of the drop rule table in `ns` (`\"\"` when it has none yet)."
   @spec rules_text(String.t()) :: String.t()
   def rules_text(ns) do
-    case in_ns(ns, "nft", ["list", "table", "inet", "jdtb"]) do
+    case in_ns(ns, "nft", ["list", "table", "bridge", "jdtb"]) do
       {:ok, text} -> text
       {:error, _} -> ""
     end

@@ -175,6 +175,31 @@ defmodule Jido.Distributed.Test.Testbed.Probe do
   @spec count(pid()) :: non_neg_integer()
   def count(pid), do: ask(pid, :count)
 
+  @doc """
+  Starts a process that wakes every `every_ms` milliseconds and remembers the
+  longest time between two wake-ups (`max_gap_ms/1`): a paused VM shows as a gap.
+  """
+  @spec start_clock(pos_integer()) :: pid()
+  def start_clock(every_ms) do
+    spawn(fn -> clock(every_ms, System.monotonic_time(:millisecond), 0) end)
+  end
+
+  defp clock(every_ms, last, max_gap) do
+    receive do
+      {:max_gap, from, ref} ->
+        send(from, {ref, max_gap})
+        clock(every_ms, last, max_gap)
+    after
+      every_ms ->
+        now = System.monotonic_time(:millisecond)
+        clock(every_ms, now, max(max_gap, now - last))
+    end
+  end
+
+  @doc "The longest gap, in milliseconds, a `start_clock/1` process has seen."
+  @spec max_gap_ms(pid()) :: non_neg_integer()
+  def max_gap_ms(pid), do: ask(pid, :max_gap)
+
   @doc "Stops a process started here."
   @spec stop(pid()) :: true
   def stop(pid), do: Process.exit(pid, :kill)

@@ -4,10 +4,12 @@ defmodule Jido.Distributed.Test.Testbed.Rules do
   makes one host drop them.
 
   The state is a set of directed cuts `{from, to}` between host names: a cut
-  drops every IP packet from `from`'s address to `to`'s address. Both ends
-  enforce it (the sender's `output` chain and the receiver's `input` chain),
-  so each end's counters show what it held back. Packets are dropped without
-  an answer (no ICMP, no TCP reset): the partition is silent.
+  drops every IP packet from `from`'s address to `to`'s address. The drop
+  happens in the bridge, that is in the network between the hosts: the
+  sender's kernel hands the packet over as usual and nothing ever answers
+  (no ICMP, no TCP reset, no local error), so the partition is silent. (A
+  drop in the sender's own `output` chain would not be: the kernel returns
+  `EPERM` to the sending socket.)
 
       iex> alias Jido.Distributed.Test.Testbed.Rules
       iex> cuts = Rules.partition(Rules.new(), [[:a], [:b, :c]])
@@ -60,48 +62,47 @@ defmodule Jido.Distributed.Test.Testbed.Rules do
     do: not MapSet.member?(cuts, {a, b}) and not MapSet.member?(cuts, {b, a})
 
   @doc """
-  The nftables script that gives `host` exactly the drop rules `cuts` need,
-  replacing whatever the testbed table held before (atomically: `nft -f`
-  applies a script as one transaction). `addresses` maps host names to
-  their address strings. Each rule has a counter and a comment
-  `"out <host>"` or `"in <host>"` naming the other end (see `parse_counters/1`).
+  The nftables script for the bridge namespace that drops exactly what
+  `cuts` says, replacing whatever the testbed table held before (atomically:
+  `nft -f` applies a script as one transaction). `addresses` maps host names
+  to address strings. Each cut is one rule in the bridge's `forward` chain
+  with a counter and the comment `"<from> <to>"` (see `parse_counters/1`).
+  Frames the bridge itself would originate are dropped too, so that only
+  what the hosts send is ever on the wire.
   """
-  @spec script(host(), t(), %{host() => String.t()}) :: String.t()
-  def script(host, cuts, addresses) do
-    outs = for {^host, to} <- Enum.sort(cuts), do: rule("daddr", addresses[to], "out", to)
-    ins = for {from, ^host} <- Enum.sort(cuts), do: rule("saddr", addresses[from], "in", from)
+  @spec script(t(), %{host() => String.t()}) :: String.t()
+  def script(cuts, addresses) do
+    rules =
+      for {from, to} <- Enum.sort(cuts) do
+        "    ip saddr #{addresses[from]} ip daddr #{addresses[to]} counter drop comment \"#{from} #{to}\"\n"
+      end
 
     """
-    table inet #{@table}
-    delete table inet #{@table}
-    table inet #{@table} {
-      chain input {
-        type filter hook input priority 0; policy accept;
-    #{Enum.join(ins)}  }
+    table bridge #{@table}
+    delete table bridge #{@table}
+    table bridge #{@table} {
+      chain forward {
+        type filter hook forward priority 0; policy accept;
+    #{Enum.join(rules)}  }
       chain output {
-        type filter hook output priority 0; policy accept;
-    #{Enum.join(outs)}  }
+        type filter hook output priority 0; policy drop;
+      }
     }
     """
   end
 
-  defp rule(field, address, dir, other),
-    do: "    ip #{field} #{address} counter drop comment \"#{dir} #{other}\"\n"
-
   @doc """
-  Reads the drop counters from `nft list table inet jdtb` output: a map from
-  `{:in | :out, other_host_name}` (the name as a string) to
-  `%{packets: n, bytes: n}`.
+  Reads the drop counters from `nft list table bridge jdtb` output: a map
+  from `{from, to}` (host names as strings) to `%{packets: n, bytes: n}`.
   """
   @spec parse_counters(String.t()) :: %{
-          {:in | :out, String.t()} => %{packets: non_neg_integer(), bytes: non_neg_integer()}
+          {String.t(), String.t()} => %{packets: non_neg_integer(), bytes: non_neg_integer()}
         }
   def parse_counters(text) do
-    ~r/counter packets (\d+) bytes (\d+) drop comment "(in|out) ([^"]+)"/
+    ~r/counter packets (\d+) bytes (\d+) drop comment "(\S+) (\S+)"/
     |> Regex.scan(text, capture: :all_but_first)
-    |> Map.new(fn [packets, bytes, dir, other] ->
-      {{String.to_existing_atom(dir), other},
-       %{packets: String.to_integer(packets), bytes: String.to_integer(bytes)}}
+    |> Map.new(fn [packets, bytes, from, to] ->
+      {{from, to}, %{packets: String.to_integer(packets), bytes: String.to_integer(bytes)}}
     end)
   end
 end
