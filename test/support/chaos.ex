@@ -27,7 +27,8 @@ defmodule Jido.Distributed.Test.Chaos do
   @doc """
   Runs the chaos scenario and returns the result (a JSON-friendly map: the
   settings, the schedule as run, per-event recovery and detection, delivery
-  counts, throughput per second per target host).
+  counts, signals delivered per second per target host and accepted per
+  second by all senders).
 
   ## Options
 
@@ -156,10 +157,18 @@ defmodule Jido.Distributed.Test.Chaos do
         |> Map.put(:nodedown_after_ms, detection)
         |> Map.update!(:started_ms, &(&1 - start_ms))
         |> Map.update!(:healed_ms, &(&1 - start_ms))
+        |> Map.update!(:cut, &(&1 && Tuple.to_list(&1)))
       end)
+
+    # Accepted signals in the arrivals' shape, to count them per second too.
+    accepted_as_arrivals =
+      Map.new(accepted, fn {pair, times} -> {pair, Enum.with_index(times, &{&2 + 1, &1})} end)
 
     %{
       seed: seed,
+      schedule_options:
+        Keyword.get(opts, :schedule, [])
+        |> Map.new(fn {k, v} -> {k, if(is_tuple(v), do: Tuple.to_list(v), else: v)} end),
       settings: %{
         hosts: %{senders: @senders, targets: @targets},
         senders: length(senders),
@@ -177,7 +186,11 @@ defmodule Jido.Distributed.Test.Chaos do
       events: events,
       throughput: %{
         bucket_ms: 1_000,
-        per_target_host: Checker.throughput(arrivals, start_ms, &Enum.at(target_hosts, &1))
+        per_target_host: Checker.throughput(arrivals, start_ms, &Enum.at(target_hosts, &1)),
+        accepted_per_second:
+          accepted_as_arrivals
+          |> Checker.throughput(start_ms, fn _ -> :all end)
+          |> Map.get(:all, [])
       }
     }
   end
