@@ -18,7 +18,7 @@ defmodule Jido.Distributed.Test.Chaos do
   `Jido.Distributed.Test.Collector`s recording arrivals).
   """
 
-  alias Jido.Distributed.Test.{Collector, Testbed}
+  alias Jido.Distributed.Test.{Cluster, Collector, Testbed}
   alias Jido.Distributed.Test.Chaos.{Checker, Schedule, Sender}
 
   @senders [:s1, :s2]
@@ -202,7 +202,7 @@ defmodule Jido.Distributed.Test.Chaos do
     case event.kind do
       :pause ->
         :ok = Testbed.pause(tb, event.host, event.duration_ms)
-        await(fn -> not Testbed.paused?(tb, event.host) end, event.duration_ms + 30_000)
+        Cluster.await(fn -> not Testbed.paused?(tb, event.host) end, event.duration_ms + 30_000)
 
       :one_way ->
         {a, b} = event.cut
@@ -241,20 +241,21 @@ defmodule Jido.Distributed.Test.Chaos do
 
   defp wait_senders(tb, senders, timeout) do
     ok =
-      await(
+      Cluster.await(
         fn ->
           Enum.all?(senders, fn {_, host, pid} ->
             Testbed.call(tb, host, Sender, :progress, [pid]).done
           end)
         end,
-        timeout
+        timeout,
+        250
       )
 
     unless ok, do: raise("chaos senders did not finish within #{timeout} ms")
   end
 
   defp wait_drained(tb, collectors, hosts, expected, timeout) do
-    await(
+    Cluster.await(
       fn ->
         collectors
         |> Enum.zip(hosts)
@@ -262,22 +263,13 @@ defmodule Jido.Distributed.Test.Chaos do
         |> Enum.sum()
         |> Kernel.>=(expected)
       end,
-      timeout
+      timeout,
+      250
     )
   end
 
   defp sleep_until(at_ms) do
     wait = at_ms - :os.system_time(:millisecond)
     if wait > 0, do: Process.sleep(wait)
-  end
-
-  defp await(fun, timeout), do: do_await(fun, System.monotonic_time(:millisecond) + timeout)
-
-  defp do_await(fun, deadline) do
-    cond do
-      fun.() -> true
-      System.monotonic_time(:millisecond) > deadline -> false
-      true -> Process.sleep(250) && do_await(fun, deadline)
-    end
   end
 end

@@ -828,10 +828,16 @@ defmodule Jido.Distributed.Test.Cluster do
     end
   end
 
-  # Polls `fun` until it returns true; false after `timeout` ms.
-  defp await(fun, timeout), do: do_await(fun, System.monotonic_time(:millisecond) + timeout)
+  @doc """
+  Calls `fun` every `interval` milliseconds (default 20) until it returns
+  `true` (then returns `true`) or `timeout` milliseconds have passed (then
+  `false`). Also used by `Jido.Distributed.Test.Testbed` and its tests.
+  """
+  @spec await((() -> boolean()), non_neg_integer(), pos_integer()) :: boolean()
+  def await(fun, timeout, interval \\ 20),
+    do: do_await(fun, System.monotonic_time(:millisecond) + timeout, interval)
 
-  defp do_await(fun, deadline) do
+  defp do_await(fun, deadline, interval) do
     cond do
       fun.() ->
         true
@@ -840,12 +846,14 @@ defmodule Jido.Distributed.Test.Cluster do
         false
 
       true ->
-        Process.sleep(20)
-        do_await(fun, deadline)
+        Process.sleep(interval)
+        do_await(fun, deadline, interval)
     end
   end
 
-  defp wait_until(what, fun, timeout \\ @wait_ms) do
+  @doc "Like `await/2`, but raises `timed out waiting for <what>` on timeout."
+  @spec wait_until(String.t(), (() -> boolean()), non_neg_integer()) :: :ok
+  def wait_until(what, fun, timeout \\ @wait_ms) do
     if await(fun, timeout), do: :ok, else: raise("timed out waiting for #{what}")
   end
 

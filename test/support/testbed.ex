@@ -543,12 +543,16 @@ defmodule Jido.Distributed.Test.Testbed do
       peer_call(state, a, :net_kernel, :connect_node, [node_of(state, b)])
     end)
 
-    wait_until("the testbed hosts to connect", 30_000, fn ->
-      Enum.all?(pairs, fn {a, b} ->
-        peer_call(state, a, :net_kernel, :connect_node, [node_of(state, b)])
-        node_of(state, b) in peer_call(state, a, Node, :list, [])
-      end)
-    end)
+    Cluster.wait_until(
+      "the testbed hosts to connect",
+      fn ->
+        Enum.all?(pairs, fn {a, b} ->
+          peer_call(state, a, :net_kernel, :connect_node, [node_of(state, b)])
+          node_of(state, b) in peer_call(state, a, Node, :list, [])
+        end)
+      end,
+      30_000
+    )
   end
 
   defp node_of(state, host), do: state.hosts[host].node
@@ -576,7 +580,7 @@ defmodule Jido.Distributed.Test.Testbed do
 
   # Waits until the OS process's state letter (`/proc/PID/stat`) passes `check`.
   defp await_proc_state(os_pid, check) do
-    wait_until("OS process #{os_pid} to change state", 10_000, fn ->
+    Cluster.wait_until("OS process #{os_pid} to change state", fn ->
       case File.read("/proc/#{os_pid}/stat") do
         {:ok, stat} ->
           stat |> String.split(") ", parts: 2) |> List.last() |> String.first() |> check.()
@@ -647,10 +651,13 @@ defmodule Jido.Distributed.Test.Testbed do
     peer_call(state, a, Cluster, :reconnect, [node_of(state, b)])
 
     proxied? =
-      await(5_000, fn ->
-        peer_call(state, a, Cluster, :dist_peer_port, [node_of(state, b)]) == to_b_port or
-          peer_call(state, b, Cluster, :dist_peer_port, [node_of(state, a)]) == to_a_port
-      end)
+      Cluster.await(
+        fn ->
+          peer_call(state, a, Cluster, :dist_peer_port, [node_of(state, b)]) == to_b_port or
+            peer_call(state, b, Cluster, :dist_peer_port, [node_of(state, a)]) == to_a_port
+        end,
+        5_000
+      )
 
     cond do
       proxied? -> :ok
@@ -713,24 +720,4 @@ defmodule Jido.Distributed.Test.Testbed do
         ArgumentError,
         "the :hosts option must be a positive integer or a non-empty list of host specs, got: #{inspect(other)}"
       )
-
-  defp await(timeout, fun), do: do_await(fun, System.monotonic_time(:millisecond) + timeout)
-
-  defp do_await(fun, deadline) do
-    cond do
-      fun.() ->
-        true
-
-      System.monotonic_time(:millisecond) > deadline ->
-        false
-
-      true ->
-        Process.sleep(20)
-        do_await(fun, deadline)
-    end
-  end
-
-  defp wait_until(what, timeout, fun) do
-    if await(timeout, fun), do: :ok, else: raise("timed out waiting for #{what}")
-  end
 end

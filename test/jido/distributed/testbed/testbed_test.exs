@@ -3,6 +3,7 @@ defmodule Jido.Distributed.Test.TestbedTest do
   use Jido.Distributed.TestbedCase
 
   alias Jido.Distributed.Test.Cluster
+  import Cluster, only: [await: 2]
   alias Jido.Distributed.Test.Testbed.{Net, Probe}
 
   @moduletag timeout: 180_000
@@ -16,16 +17,6 @@ defmodule Jido.Distributed.Test.TestbedTest do
     received = Testbed.call(tb, to, Probe, :udp_received, [listener])
     Testbed.call(tb, to, Probe, :stop, [listener])
     received
-  end
-
-  defp await(fun, timeout), do: await_until(fun, System.monotonic_time(:millisecond) + timeout)
-
-  defp await_until(fun, deadline) do
-    cond do
-      fun.() -> true
-      System.monotonic_time(:millisecond) > deadline -> false
-      true -> Process.sleep(50) && await_until(fun, deadline)
-    end
   end
 
   defp counters(tb) do
