@@ -4,7 +4,10 @@ defmodule Jido.Distributed.Bench.ChaosSvg do
   timeline, written by hand (no plotting library is reachable from Elixir
   here): signals delivered per second to each target host, signals accepted
   per second by all senders (dashed), and one shaded band per fault, from
-  its start to its heal, coloured by kind and labelled.
+  its start to its heal, coloured by kind and labelled where it is wide
+  enough. The scale goes up to about three times the typical accepted rate;
+  higher seconds (a backlog released at once) are drawn at the top with
+  their value written above.
   """
 
   @width 1100
@@ -28,7 +31,7 @@ defmodule Jido.Distributed.Bench.ChaosSvg do
     series = result.throughput.per_target_host
     accepted = result.throughput.accepted_per_second
     seconds = max(Enum.max([length(accepted) | Enum.map(Map.values(series), &length/1)]), 1)
-    y_max = nice_max(Enum.max([1 | accepted ++ Enum.concat(Map.values(series))]))
+    y_max = y_scale(accepted, series)
     x = fn s -> @left + s * plot_w() / seconds end
     y = fn v -> @top + plot_h() - v * plot_h() / y_max end
 
@@ -38,11 +41,11 @@ defmodule Jido.Distributed.Bench.ChaosSvg do
       title(result),
       Enum.map(result.events, &band(&1, x)),
       axes(seconds, y_max, x, y),
-      line(accepted, x, y, "#444", ~s( stroke-dasharray="5,4")),
+      line(accepted, x, y, "#444", ~s( stroke-dasharray="5,4"), y_max),
       series
       |> Enum.sort()
       |> Enum.zip(Stream.cycle(@host_colors))
-      |> Enum.map(fn {{_host, counts}, color} -> line(counts, x, y, color, "") end),
+      |> Enum.map(fn {{_host, counts}, color} -> line(counts, x, y, color, "", y_max) end),
       legend(series),
       "</svg>\n"
     ]
@@ -73,9 +76,16 @@ defmodule Jido.Distributed.Bench.ChaosSvg do
     x1 = max(x.(event.healed_ms / 1_000), x0 + 1)
     color = Map.fetch!(@band_colors, event.kind)
 
+    label = label(event)
+
     [
       ~s(<rect x="#{f(x0)}" y="#{@top}" width="#{f(x1 - x0)}" height="#{plot_h()}" fill="#{color}" fill-opacity="0.18"/>\n),
-      ~s(<text x="#{f((x0 + x1) / 2)}" y="#{@top - 6}" text-anchor="middle" font-size="10" fill="#{color}">#{escape(label(event))}</text>\n)
+      # Labelled only where the band is wide enough for it (about 6 px a character).
+      if x1 - x0 >= String.length(label) * 6 do
+        ~s(<text x="#{f((x0 + x1) / 2)}" y="#{@top - 6}" text-anchor="middle" font-size="10" fill="#{color}">#{escape(label)}</text>\n)
+      else
+        []
+      end
     ]
   end
 
@@ -114,15 +124,44 @@ defmodule Jido.Distributed.Bench.ChaosSvg do
     ]
   end
 
-  defp line([], _x, _y, _color, _extra), do: []
+  defp line([], _x, _y, _color, _extra, _y_max), do: []
 
-  defp line(counts, x, y, color, extra) do
+  # Values above the scale (bursts when a backlog is released) are drawn at
+  # the top and labelled with their value.
+  defp line(counts, x, y, color, extra, y_max) do
     points =
       counts
       |> Enum.with_index()
-      |> Enum.map_join(" ", fn {v, s} -> "#{f(x.(s + 0.5))},#{f(y.(v))}" end)
+      |> Enum.map_join(" ", fn {v, s} -> "#{f(x.(s + 0.5))},#{f(y.(min(v, y_max)))}" end)
 
-    ~s(<polyline points="#{points}" fill="none" stroke="#{color}" stroke-width="1.6"#{extra}/>\n)
+    clipped =
+      for {v, s} <- Enum.with_index(counts), v > y_max do
+        text(
+          x.(s + 0.5),
+          @top + 10,
+          "#{v}",
+          ~s(text-anchor="middle" font-size="9" fill="#{color}")
+        )
+      end
+
+    [
+      ~s(<polyline points="#{points}" fill="none" stroke="#{color}" stroke-width="1.6"#{extra}/>\n),
+      clipped
+    ]
+  end
+
+  # Up to three times the typical accepted rate, so that bursts do not flatten
+  # everything else.
+  defp y_scale(accepted, series) do
+    all = accepted ++ Enum.concat(Map.values(series))
+
+    typical =
+      accepted
+      |> Enum.filter(&(&1 > 0))
+      |> Enum.sort()
+      |> then(&Enum.at(&1, div(length(&1), 2), 1))
+
+    nice_max(max(1, min(Enum.max([1 | all]), 3 * typical)))
   end
 
   defp legend(series) do

@@ -10,7 +10,9 @@ defmodule Jido.Distributed.Test.Chaos do
   heal and when (if at all) a node noticed (`nodedown_after_ms`: the first
   nodedown between hosts the event cut off from each other, from the
   event's start, looked for until the next event starts; it can come after
-  the heal).
+  the heal; `backlog_outlived_next_event` tells when the backlog was still
+  not delivered when the next event began, which then may have held it up
+  too).
 
   Used by the short run in `make test` and by `bench/chaos.exs`
   (`make chaos`). Hosts: `:s1`, `:s2` (senders, two each: one using
@@ -152,8 +154,15 @@ defmodule Jido.Distributed.Test.Chaos do
             cut_between?(event, host, nodes[node])
           end)
 
+        # The backlog was still there when the next fault began: that fault
+        # may have held it up too (TCP backs off over consecutive cuts).
+        outlived =
+          is_integer(recovery.recovery_ms) and recovery.recovery_ms > 0 and
+            event.healed_ms + recovery.recovery_ms > window_end
+
         event
         |> Map.merge(recovery)
+        |> Map.put(:backlog_outlived_next_event, outlived)
         |> Map.put(:nodedown_after_ms, detection)
         |> Map.update!(:started_ms, &(&1 - start_ms))
         |> Map.update!(:healed_ms, &(&1 - start_ms))
@@ -176,7 +185,7 @@ defmodule Jido.Distributed.Test.Chaos do
         signals: expected,
         rate_per_sender: Float.round(rate * 1.0, 1),
         duration_ms: duration,
-        net_ticktime: ticktime || :net_kernel.get_net_ticktime(),
+        net_ticktime: Testbed.call(tb, hd(@senders), :net_kernel, :get_net_ticktime, []),
         net_ticktime_source: if(ticktime, do: "set", else: "OTP default")
       },
       drained: drained,

@@ -104,21 +104,6 @@ defmodule Jido.Distributed.Test.Testbed.Host do
   @spec call(t(), module(), atom(), list(), timeout()) :: term()
   def call(%{pid: pid}, m, f, a, timeout \\ 15_000), do: :peer.call(pid, m, f, a, timeout)
 
-  @doc "Stops the peer: asks it to halt, then kills its OS process if it is still there."
-  @spec stop(t()) :: :ok
-  def stop(%{pid: pid, os_pid: os_pid}) do
-    if os_pid, do: signal(os_pid, "CONT")
-
-    try do
-      if pid, do: :peer.stop(pid)
-    catch
-      :exit, _ -> :ok
-    end
-
-    if os_pid, do: signal(os_pid, "KILL")
-    :ok
-  end
-
   @doc "Sends a signal (`\"STOP\"`, `\"CONT\"`, `\"KILL\"`) to the peer's OS process."
   @spec signal(pos_integer(), String.t()) :: :ok
   def signal(os_pid, signal), do: Jido.Distributed.Test.Testbed.Net.signal([os_pid], signal)
