@@ -127,4 +127,56 @@ defmodule Jido.Distributed.Test.ChaosCheckerTest do
       assert Rules.parse_counters(text) == %{{"a", "b"} => %{packets: 7, bytes: 420}}
     end
   end
+
+  test "the SVG timeline is well-formed XML with a band per event and a line per host" do
+    Code.require_file("bench/support/chaos_svg.ex", File.cwd!())
+
+    result = %{
+      seed: 5,
+      settings: %{senders: 4, targets: 40, net_ticktime: 4},
+      delivery: %{
+        accepted: 30,
+        distinct: 30,
+        lost: 0,
+        duplicated: 0,
+        order_held: true,
+        order_violations: 0
+      },
+      events: [
+        %{
+          kind: :full,
+          started_ms: 1_000,
+          healed_ms: 2_500,
+          groups: [[:s1], [:t1]],
+          cut: nil,
+          host: nil
+        },
+        %{
+          kind: :one_way,
+          started_ms: 3_000,
+          healed_ms: 3_500,
+          groups: nil,
+          cut: [:s1, :t2],
+          host: nil
+        },
+        %{kind: :pause, started_ms: 4_000, healed_ms: 4_300, groups: nil, cut: nil, host: :t1}
+      ],
+      throughput: %{
+        per_target_host: %{t1: [5, 0, 9, 5, 1], t2: [5, 5, 0, 900, 0]},
+        accepted_per_second: [10, 10, 10, 10, 0]
+      }
+    }
+
+    # Loaded at run time (bench/support is not compiled with the project).
+    renderer = Jido.Distributed.Bench.ChaosSvg
+    svg = renderer.render(result)
+    {doc, _} = svg |> :erlang.binary_to_list() |> :xmerl_scan.string(quiet: true)
+    assert elem(doc, 0) == :xmlElement
+    # Three bands plus the white background and four legend swatches.
+    assert length(Regex.scan(~r/<rect /, svg)) == 3 + 1 + 4
+    # One line per host plus the accepted line.
+    assert length(Regex.scan(~r/<polyline /, svg)) == 3
+    # A burst above the scale is labelled with its value.
+    assert svg =~ ">900</text>"
+  end
 end
