@@ -274,6 +274,13 @@ defmodule Jido.Distributed.Test.Testbed do
   def set_latency(tb, a, b, ms) when is_integer(ms) and ms >= 0 and a != b,
     do: reply!(GenServer.call(tb, {:set_latency, a, b, ms}, @call_timeout))
 
+  def set_latency(_tb, a, b, ms),
+    do:
+      raise(
+        ArgumentError,
+        "set_latency/4 needs two different hosts and a non-negative integer of milliseconds, got: #{inspect({a, b, ms})}"
+      )
+
   @doc """
   Stops `host`'s VM (SIGSTOP) now and resumes it (SIGCONT) after `ms`
   milliseconds; returns once it is stopped. Its epmd and relay keep running,
@@ -282,6 +289,9 @@ defmodule Jido.Distributed.Test.Testbed do
   @spec pause(t(), host(), pos_integer()) :: :ok
   def pause(tb, host, ms) when is_integer(ms) and ms > 0,
     do: reply!(GenServer.call(tb, {:pause, host, ms}, @call_timeout))
+
+  def pause(_tb, _host, ms),
+    do: raise(ArgumentError, "the pause must be a positive integer (ms), got: #{inspect(ms)}")
 
   @doc "Resumes a paused host now (a no-op otherwise)."
   @spec resume(t(), host()) :: :ok
