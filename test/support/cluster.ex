@@ -504,28 +504,8 @@ defmodule Jido.Distributed.Test.Cluster do
     name = "#{spec[:name] || :peer}_#{System.unique_integer([:positive])}_#{:os.getpid()}"
 
     args =
-      [
-        ~c"-setcookie",
-        Atom.to_charlist(:erlang.get_cookie()),
-        ~c"-kernel",
-        ~c"prevent_overlapping_partitions",
-        ~c"false",
-        ~c"inet_dist_listen_min",
-        ~c"#{port}",
-        ~c"inet_dist_listen_max",
-        ~c"#{port}",
-        ~c"-epmd_module",
-        Atom.to_charlist(Epmd),
-        # Do not spin idle schedulers: the machine is shared.
-        ~c"+sbwt",
-        ~c"none",
-        ~c"+sbwtdcpu",
-        ~c"none",
-        ~c"+sbwtdio",
-        ~c"none",
-        ~c"-pa"
-        | code_paths()
-      ] ++ Enum.map(Keyword.get(opts, :args, []), &to_charlist/1)
+      [~c"-kernel", ~c"inet_dist_listen_min", ~c"#{port}", ~c"inet_dist_listen_max", ~c"#{port}"] ++
+        peer_args(:erlang.get_cookie(), opts)
 
     {:ok, pid, node} =
       :peer.start_link(%{
@@ -554,6 +534,36 @@ defmodule Jido.Distributed.Test.Cluster do
     end
   end
 
+  @doc """
+  The `erl` arguments every harness peer boots with (besides its name and
+  distribution port): `cookie`, `-kernel prevent_overlapping_partitions
+  false`, `-epmd_module Jido.Distributed.Test.Epmd`, no scheduler busy-wait
+  (the machine is shared), `-pa` with the caller's code paths that OTP does
+  not have, then `opts[:args]` (strings or charlists). Also used by
+  `Jido.Distributed.Test.Testbed`.
+  """
+  @spec peer_args(atom(), keyword()) :: [charlist()]
+  def peer_args(cookie, opts) when is_atom(cookie) and is_list(opts) do
+    [
+      ~c"-setcookie",
+      Atom.to_charlist(cookie),
+      ~c"-kernel",
+      ~c"prevent_overlapping_partitions",
+      ~c"false",
+      ~c"-epmd_module",
+      Atom.to_charlist(Epmd),
+      # Do not spin idle schedulers: the machine is shared.
+      ~c"+sbwt",
+      ~c"none",
+      ~c"+sbwtdcpu",
+      ~c"none",
+      ~c"+sbwtdio",
+      ~c"none",
+      ~c"-pa"
+      | code_paths()
+    ] ++ Enum.map(Keyword.get(opts, :args, []), &to_charlist/1)
+  end
+
   # Only the paths OTP does not already have (this project, Elixir, ...).
   defp code_paths do
     otp = :code.lib_dir()
@@ -572,31 +582,43 @@ defmodule Jido.Distributed.Test.Cluster do
     true = Node.connect(node)
     os_pid = :erpc.call(node, :os, :getpid, [])
     :ets.insert(@table, {{:peer, node}, %{peer | os_pid: List.to_integer(os_pid)}})
+    configure_peer(node, &:erpc.call(node, &1, &2, &3), peer.spec, opts)
+  end
 
-    {:ok, _} = :erpc.call(node, :application, :ensure_all_started, [:logger])
-    :ok = :erpc.call(node, Logger, :configure, [[level: Keyword.get(opts, :log_level, :warning)]])
+  @doc """
+  Sets up a booted peer the way `start_nodes/2` does: starts Logger at
+  `opts[:log_level]` (default `:warning`), loads `:jido_distributed` with the
+  caller's app env merged with `opts[:env]`, `spec[:env]` and
+  `spec[:location]`, and starts it unless `opts[:start_app]` is `false`.
+  `call` runs `apply(m, f, a)` on the peer (over distribution or `:peer.call/4`);
+  `node` only names the peer in errors. Also used by `Jido.Distributed.Test.Testbed`.
+  """
+  @spec configure_peer(node(), (module(), atom(), list() -> term()), keyword(), keyword()) :: :ok
+  def configure_peer(node, call, spec, opts) do
+    {:ok, _} = call.(:application, :ensure_all_started, [:logger])
+    :ok = call.(Logger, :configure, [[level: Keyword.get(opts, :log_level, :warning)]])
 
     env =
       @app
       |> Application.get_all_env()
       |> Keyword.merge(Keyword.get(opts, :env, []))
-      |> Keyword.merge(Keyword.get(peer.spec, :env, []))
+      |> Keyword.merge(Keyword.get(spec, :env, []))
       |> then(fn env ->
-        case Keyword.fetch(peer.spec, :location) do
+        case Keyword.fetch(spec, :location) do
           {:ok, location} -> Keyword.put(env, :location, location)
           :error -> env
         end
       end)
 
-    case :erpc.call(node, :application, :load, [@app]) do
+    case call.(:application, :load, [@app]) do
       :ok -> :ok
       {:error, {:already_loaded, @app}} -> :ok
     end
 
-    :ok = :erpc.call(node, :application, :set_env, [[{@app, env}], [persistent: true]])
+    :ok = call.(:application, :set_env, [[{@app, env}], [persistent: true]])
 
     if Keyword.get(opts, :start_app, true) do
-      case :erpc.call(node, :application, :ensure_all_started, [@app]) do
+      case call.(:application, :ensure_all_started, [@app]) do
         {:ok, _} -> :ok
         {:error, reason} -> raise "could not start #{@app} on #{node}: #{inspect(reason)}"
       end
@@ -806,10 +828,16 @@ defmodule Jido.Distributed.Test.Cluster do
     end
   end
 
-  # Polls `fun` until it returns true; false after `timeout` ms.
-  defp await(fun, timeout), do: do_await(fun, System.monotonic_time(:millisecond) + timeout)
+  @doc """
+  Calls `fun` every `interval` milliseconds (default 20) until it returns
+  `true` (then returns `true`) or `timeout` milliseconds have passed (then
+  `false`). Also used by `Jido.Distributed.Test.Testbed` and its tests.
+  """
+  @spec await((() -> boolean()), non_neg_integer(), pos_integer()) :: boolean()
+  def await(fun, timeout, interval \\ 20),
+    do: do_await(fun, System.monotonic_time(:millisecond) + timeout, interval)
 
-  defp do_await(fun, deadline) do
+  defp do_await(fun, deadline, interval) do
     cond do
       fun.() ->
         true
@@ -818,12 +846,14 @@ defmodule Jido.Distributed.Test.Cluster do
         false
 
       true ->
-        Process.sleep(20)
-        do_await(fun, deadline)
+        Process.sleep(interval)
+        do_await(fun, deadline, interval)
     end
   end
 
-  defp wait_until(what, fun, timeout \\ @wait_ms) do
+  @doc "Like `await/2`, but raises `timed out waiting for <what>` on timeout."
+  @spec wait_until(String.t(), (() -> boolean()), non_neg_integer()) :: :ok
+  def wait_until(what, fun, timeout \\ @wait_ms) do
     if await(fun, timeout), do: :ok, else: raise("timed out waiting for #{what}")
   end
 

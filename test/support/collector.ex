@@ -11,12 +11,25 @@ defmodule Jido.Distributed.Test.Collector do
   expected` with no violations. For signals whose data has `:sent_at`
   (`:os.system_time(:microsecond)` when sent; the OS clock is shared by all
   nodes on one host) it records the latency in microseconds.
+
+  Started with `arrivals: true`, it also records every arrival as
+  `{sender, seq, os_time_ms}` (in arrival order, in the report's
+  `:arrivals`), for checks that need to know when each signal came (the
+  chaos run).
   """
 
-  @doc "Starts a collector on `node` (default: this node); returns its pid."
+  @doc """
+  Starts a collector on `node` (default: this node); returns its pid.
+
+  ## Options
+
+    * `:name` - register it under this name;
+    * `:arrivals` - record each arrival (see the module doc; default `false`).
+  """
   @spec start(node(), keyword()) :: pid()
   def start(node \\ node(), opts \\ []) do
     name = opts[:name]
+    arrivals = if opts[:arrivals], do: [], else: nil
 
     Node.spawn(node, fn ->
       if name, do: Process.register(self(), name)
@@ -27,6 +40,7 @@ defmodule Jido.Distributed.Test.Collector do
         last: %{},
         violations: 0,
         latencies: [],
+        arrivals: arrivals,
         notify: nil
       })
     end)
@@ -51,6 +65,19 @@ defmodule Jido.Distributed.Test.Collector do
 
     receive do
       {^ref, report} -> report
+    after
+      timeout -> raise "collector #{inspect(pid)} did not answer"
+    end
+  end
+
+  @doc "How many signals a collector has received (a cheap `report/2`)."
+  @spec received(pid(), timeout()) :: non_neg_integer()
+  def received(pid, timeout \\ 5_000) do
+    ref = make_ref()
+    send(pid, {:received, self(), ref})
+
+    receive do
+      {^ref, count} -> count
     after
       timeout -> raise "collector #{inspect(pid)} did not answer"
     end
@@ -93,6 +120,10 @@ defmodule Jido.Distributed.Test.Collector do
         send(from, {ref, summarize(state)})
         loop(state)
 
+      {:received, from, ref} ->
+        send(from, {ref, state.received})
+        loop(state)
+
       :stop ->
         :ok
     end
@@ -125,9 +156,16 @@ defmodule Jido.Distributed.Test.Collector do
         _ -> state.latencies
       end
 
+    arrivals =
+      case state.arrivals do
+        nil -> nil
+        list -> [{sender, seq, div(now, 1_000)} | list]
+      end
+
     %{
       state
       | received: state.received + 1,
+        arrivals: arrivals,
         seen: MapSet.put(state.seen, key),
         last: Map.put(state.last, sender, seq),
         violations: violations,
@@ -141,7 +179,8 @@ defmodule Jido.Distributed.Test.Collector do
       distinct: MapSet.size(state.seen),
       violations: state.violations,
       senders: map_size(state.last),
-      latencies_us: state.latencies
+      latencies_us: state.latencies,
+      arrivals: if(state.arrivals, do: Enum.reverse(state.arrivals), else: [])
     }
   end
 end
