@@ -10,6 +10,7 @@ defmodule Jido.Distributed.Application do
 
     children =
       [
+        Jido.Distributed.Monitor.Supervisor,
         Transport.LinkStore,
         {Registry, keys: :unique, name: Jido.Distributed.LinkRegistry},
         {DynamicSupervisor, strategy: :one_for_one, name: Jido.Distributed.LinkSupervisor},

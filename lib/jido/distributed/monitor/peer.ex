@@ -42,6 +42,7 @@ defmodule Jido.Distributed.Monitor.Peer do
     :rtt,
     :last_alive,
     heard_via: [],
+    class: nil,
     indirect_grace_ms: 500,
     suspect_phi: 5.0,
     unreachable_phi: 8.0,
@@ -63,6 +64,7 @@ defmodule Jido.Distributed.Monitor.Peer do
           rtt: Rtt.t(),
           last_alive: integer() | nil,
           heard_via: [node()],
+          class: Jido.Distributed.Location.class() | nil,
           indirect_grace_ms: non_neg_integer(),
           suspect_phi: float(),
           unreachable_phi: float(),
@@ -164,6 +166,57 @@ defmodule Jido.Distributed.Monitor.Peer do
 
   def excuse(%__MODULE__{} = p, now),
     do: %{p | detector: %{p.detector | last: max(p.detector.last, now - 1)}}
+
+  @doc """
+  The distance class measured from the smoothed RTT, with hysteresis:
+  `thresholds` are the upper RTT bounds in µs of `:same_zone` and
+  `:same_region` (above: `:remote`); a class changes only when the RTT is
+  beyond the bound by `margin` (a fraction), and only after 3 samples.
+  Returns the peer and `[{:class_changed, old, new}]` or `[]`.
+
+      iex> alias Jido.Distributed.Monitor.Peer
+      iex> p = Enum.reduce(1..3, Peer.new(:"b@h", 0), &Peer.rtt_sample(&2, 400 + &1))
+      iex> {p, [{:class_changed, nil, :same_zone}]} = Peer.classify(p, {1_000, 10_000}, 0.2)
+      iex> p = Enum.reduce(1..30, p, fn _, p -> Peer.rtt_sample(p, 1_100) end)
+      iex> {p, []} = Peer.classify(p, {1_000, 10_000}, 0.2)
+      iex> p = Enum.reduce(1..30, p, fn _, p -> Peer.rtt_sample(p, 1_300) end)
+      iex> {_p, [{:class_changed, :same_zone, :same_region}]} = Peer.classify(p, {1_000, 10_000}, 0.2)
+  """
+  @spec classify(t(), {number(), number()}, float()) :: {t(), [tuple()]}
+  def classify(%__MODULE__{} = p, {zone_us, region_us}, margin) do
+    srtt = Rtt.srtt(p.rtt)
+
+    new =
+      cond do
+        srtt == nil or Rtt.count(p.rtt) < 3 -> p.class
+        p.class == nil -> bucket(srtt, zone_us, region_us)
+        true -> hysteresis(p.class, srtt, zone_us, region_us, margin)
+      end
+
+    if new == p.class,
+      do: {p, []},
+      else: {%{p | class: new}, [{:class_changed, p.class, new}]}
+  end
+
+  defp bucket(srtt, zone_us, _region_us) when srtt <= zone_us, do: :same_zone
+  defp bucket(srtt, _zone_us, region_us) when srtt <= region_us, do: :same_region
+  defp bucket(_srtt, _zone_us, _region_us), do: :remote
+
+  defp hysteresis(class, srtt, zone_us, region_us, margin) do
+    # Move only when the RTT is clearly inside another class's range.
+    candidate = bucket(srtt, zone_us, region_us)
+    up = 1 + margin
+    down = 1 - margin
+
+    clear? =
+      case candidate do
+        :same_zone -> srtt <= zone_us * down
+        :same_region -> srtt > zone_us * up and srtt <= region_us * down
+        :remote -> srtt > region_us * up
+      end
+
+    if clear?, do: candidate, else: class
+  end
 
   @doc "Current phi at `now`."
   @spec phi(t(), integer()) :: float()

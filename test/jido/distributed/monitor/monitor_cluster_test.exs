@@ -1,0 +1,136 @@
+defmodule Jido.Distributed.MonitorClusterTest do
+  use Jido.Distributed.ClusterCase
+
+  alias Jido.Distributed.Monitor
+
+  @moduletag timeout: 120_000
+
+  defp subscribe(node), do: Jido.Distributed.Test.TopologyRelay.start(node, self())
+
+  defp wait_until(what, fun, timeout \\ 10_000) do
+    deadline = System.monotonic_time(:millisecond) + timeout
+
+    Stream.repeatedly(fn -> fun.() end)
+    |> Enum.find(fn ok? ->
+      ok? or System.monotonic_time(:millisecond) > deadline || (Process.sleep(20) && false)
+    end)
+    |> Kernel.||(flunk("timed out waiting for #{what}"))
+  end
+
+  defp status(on, node), do: Cluster.rpc(on, Monitor, :status, [node])
+
+  defp os_pid(node), do: Cluster.rpc(node, :os, :getpid, []) |> List.to_string()
+
+  defp all_up(nodes) do
+    for a <- nodes, b <- nodes, a != b do
+      wait_until("#{b} up on #{a}", fn -> status(a, b) == :up end)
+    end
+  end
+
+  test "a hung peer is unreachable within a second, routed around, and recovers when it resumes" do
+    [a, b, c] = nodes = start_cluster(3)
+    all_up(nodes)
+    subscribe(a)
+
+    pid = os_pid(c)
+    {_, 0} = System.cmd("kill", ["-STOP", pid])
+    stopped = System.monotonic_time(:millisecond)
+
+    try do
+      assert_receive {:topology, ^a, {:unreachable, ^c}}, 3_000
+      detect_ms = System.monotonic_time(:millisecond) - stopped
+      assert detect_ms < 2_000
+      assert status(a, c) == :unreachable
+      assert Cluster.rpc(a, Jido.Router, :routing_weights, [])[c] == :infinity
+      # b is not accused.
+      assert status(a, b) == :up
+    after
+      System.cmd("kill", ["-CONT", pid])
+    end
+
+    assert_receive {:topology, ^a, {:recovered, ^c}}, 5_000
+    assert status(a, c) == :up
+    refute Map.has_key?(Cluster.rpc(a, Jido.Router, :routing_weights, []), c)
+    refute_received {:topology, ^a, {_, ^b}}
+  end
+
+  test "a short pause accuses nobody" do
+    [a, _b, c] = nodes = start_cluster(3)
+    all_up(nodes)
+    subscribe(a)
+    pid = os_pid(c)
+    {_, 0} = System.cmd("kill", ["-STOP", pid])
+    Process.sleep(60)
+    {_, 0} = System.cmd("kill", ["-CONT", pid])
+    Process.sleep(1_000)
+    refute_received {:topology, ^a, {:unreachable, ^c}}
+    assert status(a, c) == :up
+  end
+
+  test "a cut connection is down at once and up again after the heal" do
+    [a, b] = nodes = start_cluster(2)
+    all_up(nodes)
+    subscribe(a)
+    Cluster.partition(a, b)
+    assert_receive {:topology, ^a, {:node_down, ^b}}, 5_000
+    assert status(a, b) == :down
+    Cluster.heal(a, b)
+    assert_receive {:topology, ^a, {:node_up, ^b}}, 5_000
+    wait_until("#{b} up on #{a}", fn -> status(a, b) == :up end)
+  end
+
+  test "the latency matrix has every node's row with measured RTTs" do
+    [a, b, c] = nodes = start_cluster(3)
+    all_up(nodes)
+
+    matrix =
+      wait_until("full matrix on #{a}", fn ->
+        m = Cluster.rpc(a, Monitor, :latency_matrix, [])
+        Enum.all?(nodes, &(map_size(get_in(m, [&1, :row]) || %{}) >= 2)) && m
+      end)
+
+    for n <- nodes do
+      assert %{row: row, age_ms: age} = matrix[n]
+      assert age < 5_000
+      assert Enum.all?(Enum.reject(nodes, &(&1 == n)), &(is_float(row[&1]) and row[&1] > 0))
+    end
+
+    details = Cluster.rpc(a, Monitor, :stats, [])
+    assert details.peers[b].udp and details.peers[c].udp
+    assert details.peers[b].class in [:same_zone, :same_region, :remote]
+  end
+
+  test "garbage over distribution and UDP changes a counter, nothing else" do
+    [a, b] = nodes = start_cluster(2)
+    all_up(nodes)
+    server = Cluster.rpc(a, Process, :whereis, [Monitor.Server])
+    before = Cluster.rpc(a, Monitor, :stats, [])
+
+    garbage = [
+      :garbage,
+      {:jido_mon, :hello, "b", 1, true},
+      {:jido_mon, :hello, :"nobody@nowhere.invalid", 4000, true},
+      {:jido_mon, :row, b, %{x: -1}},
+      {:jido_mon, :pong, b, make_ref(), :x},
+      {:jido_mon, :probe_ack, b, :ref, b, 1}
+    ]
+
+    # Sent from b, as another node would.
+    for msg <- garbage,
+        do: Cluster.rpc(b, :erlang, :send, [{Monitor.Server, a}, msg])
+
+    {:ok, sock} = :gen_udp.open(0, [:binary])
+
+    for bin <- [<<>>, "JH", :crypto.strong_rand_bytes(64), <<"JH", 1, 0::64, 3, "a@b", 0>>],
+        do: :gen_udp.send(sock, {127, 0, 0, 1}, before.port, bin)
+
+    :gen_udp.close(sock)
+
+    wait_until("malformed counted", fn ->
+      Cluster.rpc(a, Monitor, :stats, []).malformed - before.malformed == length(garbage) + 4
+    end)
+
+    assert Cluster.rpc(a, Process, :whereis, [Monitor.Server]) == server
+    assert status(a, b) == :up
+  end
+end
