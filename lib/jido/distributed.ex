@@ -54,8 +54,10 @@ defmodule Jido.Distributed do
 
   import Jido.Distributed.Signal, only: [is_signal: 1]
 
-  alias Jido.Distributed.{Directory, Message, Optimizer, Signal}
-  alias Jido.Distributed.Transport.{Link, LinkBuffer, LinkStore, Receiver}
+  alias Jido.Distributed.{Directory, Message, Optimizer, Options, Signal}
+  require Jido.Distributed.Transport.LinkRow
+
+  alias Jido.Distributed.Transport.{Link, LinkBuffer, LinkRow, LinkStore, Receiver}
 
   @typedoc """
   Where a signal goes: a pid (local or remote), `{registered_name, node}`, or
@@ -64,6 +66,34 @@ defmodule Jido.Distributed do
   `:agent`).
   """
   @type target :: pid() | {atom(), node()} | {:agent, term()}
+
+  @message_format [
+    type: {:custom, &Message.valid?/1, ":signal, :raw, {:tag, atom} or a 1-arity function"},
+    default: :signal,
+    doc:
+      "What the target receives; see `Jido.Distributed.Message`. `:signal` sends " <>
+        "`{:signal, signal}`, the message `Jido.AgentServer` handles."
+  ]
+
+  # Options of send/3 and dispatch/2.
+  @send_schema [message_format: @message_format]
+
+  @route_schema [
+    agents: [
+      type: {:custom, &is_list/1, "a list of agent descriptors"},
+      default: nil,
+      doc:
+        "Route among these `t:Jido.Router.agent/0` descriptors instead of the agents of " <>
+          "`Jido.Distributed.Directory`."
+    ],
+    message_format: @message_format
+  ]
+
+  @doc false
+  # The :message_format option, for the schemas of modules that pass it on
+  # (`Jido.Distributed.Dispatch`).
+  @spec message_format_option() :: keyword()
+  def message_format_option, do: @message_format
 
   @typedoc """
   Why a signal was not accepted:
@@ -112,8 +142,8 @@ defmodule Jido.Distributed do
 
   ## Options
 
-    * `:message_format` - what the target receives; see `Jido.Distributed.Message`.
-      Defaults to `:signal`, so the target receives `{:signal, signal}`.
+  #{Options.docs(@send_schema)}
+  ## Examples
 
       iex> Jido.Distributed.send(self(), %{id: "1", type: "demo"})
       :ok
@@ -125,13 +155,17 @@ defmodule Jido.Distributed do
   @spec send(target(), Signal.t(), keyword()) :: :ok | {:error, send_error()}
   def send(target, signal, opts \\ [])
 
-  def send(target, signal, opts) when is_signal(signal) and is_list(opts) do
-    message = Message.format(signal, Keyword.get(opts, :message_format, :signal))
-    deliver(target, message)
-  end
+  # The common case, no options, skips the schema walk: the schema's
+  # default format, `:signal`.
+  def send(target, signal, []) when is_signal(signal), do: deliver(target, {:signal, signal})
 
-  def send(_target, signal, opts) when is_list(opts), do: Signal.check(signal)
-  def send(_target, _signal, opts), do: raise(ArgumentError, opts_message(opts))
+  def send(target, signal, opts) do
+    opts = Options.validate!(opts, @send_schema)
+
+    if is_signal(signal),
+      do: deliver(target, Message.format(signal, opts[:message_format])),
+      else: Signal.check(signal)
+  end
 
   defp deliver({:agent, id}, message) do
     with {:ok, pid} <- resolve_agent(id), do: deliver(pid, message)
@@ -175,17 +209,18 @@ defmodule Jido.Distributed do
   invalid signals (`{:invalid_signal, term}`), invalid targets (malformed
   node names included) and unknown agents, and `{node, reason}` for nodes
   whose signals were not accepted, such as `{:unknown_node, node}` (every
-  other signal was accepted). Takes the options of `send/3`.
+  other signal was accepted).
+
+  ## Options
+
+  #{Options.docs(@send_schema)}
   """
   @spec dispatch([{target(), Signal.t()}], keyword()) ::
           :ok | {:error, [{target() | node(), send_error()}]}
   def dispatch(entries, opts \\ [])
 
-  def dispatch(entries, opts) when is_list(entries) and is_list(opts) do
-    format = Keyword.get(opts, :message_format, :signal)
-
-    :ok = Message.validate!(format)
-
+  def dispatch(entries, opts) when is_list(entries) do
+    format = Options.validate!(opts, @send_schema)[:message_format]
     {entries, refused} = check_entries(entries)
     {entries, unknown} = resolve_agents(entries)
 
@@ -224,13 +259,11 @@ defmodule Jido.Distributed do
     if failures == [], do: :ok, else: {:error, Enum.reverse(failures)}
   end
 
-  def dispatch(entries, opts) when is_list(opts) do
+  def dispatch(entries, _opts) do
     raise ArgumentError,
           "the entries argument must be a list of {target, signal} tuples, got: " <>
             inspect(entries)
   end
-
-  def dispatch(_entries, opts), do: raise(ArgumentError, opts_message(opts))
 
   @doc """
   Routes `signal` with `Jido.Router` (to a capable agent, one on this node
@@ -246,9 +279,7 @@ defmodule Jido.Distributed do
 
   ## Options
 
-    * `:agents` - route among these `t:Jido.Router.agent/0` descriptors
-      instead of the agents of `Jido.Distributed.Directory`;
-    * `:message_format` - as for `send/3`.
+  #{Options.docs(@route_schema)}
 
   ## Examples
 
@@ -269,32 +300,25 @@ defmodule Jido.Distributed do
           | {:error, :no_capable_agent | {:no_address, map()} | send_error()}
   def route_and_send(signal, opts \\ [])
 
-  def route_and_send(signal, opts) when is_signal(signal) and is_list(opts) do
-    {agents, opts} = Keyword.pop(opts, :agents)
+  def route_and_send(signal, opts) do
+    opts = Options.validate!(opts, @route_schema)
 
+    if is_signal(signal), do: route_and_deliver(signal, opts), else: Signal.check(signal)
+  end
+
+  defp route_and_deliver(signal, opts) do
     route =
-      cond do
-        agents == nil ->
-          Jido.Router.route_with_locality(signal)
-
-        is_list(agents) ->
-          Jido.Router.route_with_locality(signal, agents)
-
-        true ->
-          raise ArgumentError,
-                "the :agents option must be a list of agent descriptors, got: " <>
-                  inspect(agents)
+      case opts[:agents] do
+        nil -> Jido.Router.route_with_locality(signal)
+        agents -> Jido.Router.route_with_locality(signal, agents)
       end
 
     with {where, agent} when where in [:local, :remote] <- route,
          {:ok, target} <- address(agent),
-         :ok <- __MODULE__.send(target, signal, opts) do
+         :ok <- deliver(target, Message.format(signal, opts[:message_format])) do
       {:ok, route}
     end
   end
-
-  def route_and_send(signal, opts) when is_list(opts), do: Signal.check(signal)
-  def route_and_send(_signal, opts), do: raise(ArgumentError, opts_message(opts))
 
   @doc """
   Broadcasts `signal` to the subscribers of every node along a tree, so no
@@ -325,7 +349,7 @@ defmodule Jido.Distributed do
   """
   @spec flush(node() | :all) :: :ok
   def flush(:all) do
-    Enum.each(LinkStore.rows(), fn {node, _, _, _, _, _} -> Link.flush(node) end)
+    Enum.each(LinkStore.rows(), &Link.flush(LinkRow.link_row(&1, :node)))
   end
 
   def flush(node) when is_atom(node), do: Link.flush(node)
@@ -347,12 +371,13 @@ defmodule Jido.Distributed do
   @spec stats() :: %{links: %{node() => map()}, receiver: map()}
   def stats do
     links =
-      for {node, buffer, _epoch, _notify, counters, _pid} <- LinkStore.rows(), into: %{} do
+      for LinkRow.link_row(node: node, buffer: buffer, counters: counters) <- LinkStore.rows(),
+          into: %{} do
         buffer = LinkBuffer.stats(buffer)
 
         counters =
           counters
-          |> LinkStore.read_counters()
+          |> LinkRow.read_counters()
           |> Map.merge(%{signals: buffer.pushed_entries, buffer: buffer})
 
         {node, counters}

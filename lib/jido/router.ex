@@ -41,11 +41,27 @@ defmodule Jido.Router do
   `Jido.Distributed.Location`), never of an unreachable one.
   """
 
-  alias Jido.Distributed.{CapabilityIndex, Directory, Location, Pattern}
+  alias Jido.Distributed.{CapabilityIndex, Directory, Location, Options, Pattern}
   alias Jido.Distributed.Directory.Store
 
   @weights {__MODULE__, :weights}
   @class_rank %{local: 0, same_zone: 1, same_region: 2, remote: 3}
+
+  # Options of route_with_locality/3 and rank/3; each defaults (nil) to the live value.
+  @route_schema [
+    local_node: [type: :atom, default: nil, doc: "The local node; defaults to `node()`."],
+    nodes: [type: :list, default: nil, doc: "The connected nodes; defaults to `Node.list()`."],
+    weights: [type: {:custom, &is_map/1, "a map"}, default: nil, doc: "`%{node => weight}`."],
+    class_of: [
+      type: {:custom, &__MODULE__.unary?/1, "a 1-arity function"},
+      default: nil,
+      doc: "Node to distance class; defaults to `Jido.Distributed.Location.class_of/1`."
+    ]
+  ]
+
+  @weights_schema [
+    replace: [type: :boolean, default: false, doc: "Replace every weight, not merge."]
+  ]
 
   @typedoc """
   An agent descriptor: a map with at least `:id`, `:capabilities` (a list of
@@ -120,14 +136,10 @@ defmodule Jido.Router do
 
   ## Options
 
-  For tests and what-if questions; each defaults to the live value.
+  For tests and what-if questions; each defaults to the live value
+  (`:weights` to `routing_weights/0`).
 
-    * `:local_node` - the node counted as local; defaults to `node()`.
-    * `:nodes` - the connected nodes; defaults to `Node.list()`.
-    * `:weights` - `%{node => weight}`; defaults to `routing_weights/0`.
-    * `:class_of` - a function from node to distance class; defaults to
-      `Jido.Distributed.Location.class_of/1`. Called only for nodes of
-      finite weight.
+  #{Options.docs(@route_schema)}
 
   ## Examples
 
@@ -145,7 +157,9 @@ defmodule Jido.Router do
   """
   @spec route_with_locality(map(), [agent()], keyword()) :: route()
   def route_with_locality(signal, agents, opts \\ []) do
-    case rank(signal, agents, opts) do
+    opts = route_opts!(agents, opts)
+
+    case ranked(signal, agents, opts) do
       [] -> {:error, :no_capable_agent}
       [agent | _] -> {if(agent_node(agent) == local_node(opts), do: :local, else: :remote), agent}
     end
@@ -165,15 +179,24 @@ defmodule Jido.Router do
       ["idle", "busy"]
   """
   @spec rank(map(), [agent()], keyword()) :: [agent()]
-  def rank(signal, agents, opts \\ [])
+  def rank(signal, agents, opts \\ []), do: ranked(signal, agents, route_opts!(agents, opts))
 
-  def rank(signal, agents, opts) when is_list(agents) and is_list(opts) do
+  # No options (every default, the common case) skips the schema walk.
+  defp route_opts!(agents, _opts) when not is_list(agents), do: misuse!(agents)
+  defp route_opts!(_agents, []), do: []
+  defp route_opts!(_agents, opts), do: Options.validate!(opts, @route_schema)
+
+  @doc false
+  @spec unary?(term()) :: boolean()
+  def unary?(fun), do: is_function(fun, 1)
+
+  defp ranked(signal, agents, opts) do
     type = type_of(signal)
     sh = :erlang.phash2(id_of(signal))
     me = local_node(opts)
-    nodes = Keyword.get_lazy(opts, :nodes, &Node.list/0)
-    weights = Keyword.get_lazy(opts, :weights, &routing_weights/0)
-    class_of = Keyword.get(opts, :class_of, &Location.class_of/1)
+    nodes = opts[:nodes] || Node.list()
+    weights = opts[:weights] || routing_weights()
+    class_of = opts[:class_of] || (&Location.class_of/1)
 
     agents
     |> Enum.filter(&capable?(&1, type))
@@ -198,8 +221,6 @@ defmodule Jido.Router do
     |> Enum.map(&elem(&1, 1))
   end
 
-  def rank(_signal, agents, opts), do: misuse!(agents, opts)
-
   @doc """
   The first agent in `agents`, in list order, with a capability matching
   the signal's type.
@@ -220,7 +241,7 @@ defmodule Jido.Router do
     end
   end
 
-  def find_capable_agent(_signal, agents), do: misuse!(agents, [])
+  def find_capable_agent(_signal, agents), do: misuse!(agents)
 
   @doc """
   Every agent capable of `signal`: from the Directory (see
@@ -263,8 +284,7 @@ defmodule Jido.Router do
 
   ## Options
 
-    * `:replace` - `true` replaces every weight with `weights`; defaults to
-      `false` (merge).
+  #{Options.docs(@weights_schema)}
 
   ## Examples
 
@@ -288,10 +308,9 @@ defmodule Jido.Router do
             inspect(weights)
   end
 
-  def update_routing_weights(_weights, opts) when not is_list(opts),
-    do: raise(ArgumentError, opts_message(opts))
-
   def update_routing_weights(weights, opts) do
+    opts = Options.validate!(opts, @weights_schema)
+
     Enum.each(weights, fn {node, weight} ->
       unless is_atom(node) and (is_number(weight) or weight in [:infinity, nil]) do
         raise ArgumentError,
@@ -304,7 +323,7 @@ defmodule Jido.Router do
     :global.trans(
       {@weights, self()},
       fn ->
-        base = if Keyword.get(opts, :replace, false), do: %{}, else: routing_weights()
+        base = if opts[:replace], do: %{}, else: routing_weights()
 
         new =
           Enum.reduce(weights, base, fn
@@ -358,7 +377,7 @@ defmodule Jido.Router do
     Bitwise.bxor(Bitwise.bsr(x, 16), x)
   end
 
-  defp local_node(opts), do: Keyword.get(opts, :local_node, node())
+  defp local_node(opts), do: opts[:local_node] || node()
 
   # Anything but a map with a string `:type` is capable of nothing.
   defp type_of(%{type: type}), do: type
@@ -368,15 +387,11 @@ defmodule Jido.Router do
   defp id_of(_signal), do: nil
 
   # Names the argument with the wrong shape.
-  defp misuse!(agents, _opts) when not is_list(agents) do
+  defp misuse!(agents) do
     raise ArgumentError,
           "the agents argument must be a list of agent descriptors (route_with_locality/1 " <>
             "routes among the Directory's agents), got: #{inspect(agents)}"
   end
-
-  defp misuse!(_agents, opts), do: raise(ArgumentError, opts_message(opts))
-
-  defp opts_message(opts), do: "the opts argument must be a keyword list, got: #{inspect(opts)}"
 
   defp agent_node(%{node: node}) when is_atom(node) and node != nil, do: node
   defp agent_node(%{pid: pid}) when is_pid(pid), do: node(pid)

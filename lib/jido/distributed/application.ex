@@ -11,13 +11,11 @@ defmodule Jido.Distributed.Application do
     children =
       [
         Jido.Distributed.Monitor.Supervisor,
-        Transport.LinkStore,
-        {Registry, keys: :unique, name: Jido.Distributed.LinkRegistry},
-        {DynamicSupervisor, strategy: :one_for_one, name: Jido.Distributed.LinkSupervisor},
+        Jido.Distributed.LocationCache,
+        Transport.Supervisor,
         Directory.Store,
         %{id: :pg, start: {:pg, :start_link, [Directory.scope()]}},
         Directory,
-        Transport.Receiver,
         Jido.Distributed.TreeBroadcast
       ] ++ if(opts[:relay], do: [{Jido.Distributed.Relay, opts[:relay]}], else: [])
 

@@ -77,6 +77,23 @@ defmodule Jido.Distributed.Directory do
   @tag :"$jido_directory"
   @initial_slots 1024
 
+  @register_schema [
+    pid: [
+      type: {:custom, &is_pid/1, "a pid"},
+      default: nil,
+      doc:
+        "The agent process; defaults to the caller. The registration is made on that " <>
+          "process's node."
+    ],
+    load: [
+      type: :any,
+      default: 0,
+      doc:
+        "A non-negative number (see `update_load/2`); another value is refused with " <>
+          "`{:error, {:invalid_load, value}}`."
+    ]
+  ]
+
   @typedoc "An agent id: any term, unique per node."
   @type id :: term()
 
@@ -128,9 +145,7 @@ defmodule Jido.Distributed.Directory do
 
   ## Options
 
-    * `:pid` - the agent process; defaults to the caller. The registration
-      is made on that process's node.
-    * `:load` - a non-negative number; defaults to `0`. See `update_load/2`.
+  #{Options.docs(@register_schema)}
 
   ## Examples
 
@@ -152,25 +167,17 @@ defmodule Jido.Distributed.Directory do
             inspect(capabilities)
   end
 
-  def register(_id, _capabilities, opts) when not is_list(opts) do
-    raise ArgumentError, "the opts argument must be a keyword list, got: #{inspect(opts)}"
-  end
-
   def register(id, capabilities, opts) do
-    pid = Keyword.get(opts, :pid, self())
-    load = Keyword.get(opts, :load, 0)
+    opts = Options.validate!(opts, @register_schema)
+    pid = opts[:pid] || self()
+    load = opts[:load]
 
-    cond do
-      not is_pid(pid) ->
-        raise ArgumentError, "the :pid option must be a pid, got: #{inspect(pid)}"
-
-      not valid_load?(load) ->
-        {:error, {:invalid_load, load}}
-
-      true ->
-        with {:ok, sources} <- compile_capabilities(capabilities) do
-          call(node(pid), {:register, id, pid, sources, load})
-        end
+    if valid_load?(load) do
+      with {:ok, sources} <- compile_capabilities(capabilities) do
+        call(node(pid), {:register, id, pid, sources, load})
+      end
+    else
+      {:error, {:invalid_load, load}}
     end
   end
 

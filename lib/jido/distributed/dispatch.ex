@@ -1,4 +1,15 @@
 defmodule Jido.Distributed.Dispatch do
+  @target_shape "a pid or {name, node} with a well-formed node name"
+
+  @schema [
+    target: [
+      type: {:custom, &__MODULE__.target?/1, @target_shape},
+      default: nil,
+      doc: "Required: a pid (local or remote) or `{name, node}` with a well-formed node name."
+    ],
+    message_format: Jido.Distributed.message_format_option()
+  ]
+
   @moduledoc """
   A dispatch adapter in jido_signal's shape (`validate_opts/1`, `deliver/2`),
   so a Jido app can route signals through jido_distributed's batched links:
@@ -7,17 +18,15 @@ defmodule Jido.Distributed.Dispatch do
 
   ## Options
 
-    * `:target` (required) - a pid (local or remote) or `{name, node}` with
-      a well-formed node name.
-    * `:message_format` - see `Jido.Distributed.Message`; defaults to
-      `:signal` (`{:signal, signal}`, what `Jido.AgentServer` handles).
+  #{Jido.Distributed.Options.docs(@schema)}
   """
 
-  alias Jido.Distributed.Message
+  alias Jido.Distributed.Options
   alias Jido.Distributed.Transport.NodeCheck
 
   @doc """
-  Validates dispatch options.
+  Validates dispatch options: `{:ok, opts}` with the defaults filled in, or
+  `{:error, message}` naming the option and the bad value.
 
       iex> Jido.Distributed.Dispatch.validate_opts(target: {:svc, :"a@h"})
       {:ok, [target: {:svc, :"a@h"}, message_format: :signal]}
@@ -27,18 +36,16 @@ defmodule Jido.Distributed.Dispatch do
       {:error, "the :target option must be a pid or {name, node} with a well-formed node name, got: {:svc, :a@b@c}"}
   """
   @spec validate_opts(keyword()) :: {:ok, keyword()} | {:error, String.t()}
-  def validate_opts(opts) when is_list(opts) do
-    target = Keyword.get(opts, :target)
-    format = Keyword.get(opts, :message_format, :signal)
+  def validate_opts(opts) do
+    opts = Options.validate!(opts, @schema)
 
-    with :ok <- validate_target(target),
-         :ok <- Message.validate(format) do
-      {:ok, Keyword.merge(opts, target: target, message_format: format)}
-    end
+    # Required: the schema leaves a missing key nil.
+    if opts[:target] == nil,
+      do: {:error, "the :target option must be #{@target_shape}, got: nil"},
+      else: {:ok, opts}
+  rescue
+    error in ArgumentError -> {:error, Exception.message(error)}
   end
-
-  def validate_opts(opts),
-    do: {:error, "the opts argument must be a keyword list, got: #{inspect(opts)}"}
 
   @doc """
   Delivers `signal` to the `:target` in `opts`. Returns `:ok`, `{:error,
@@ -60,16 +67,13 @@ defmodule Jido.Distributed.Dispatch do
     end
   end
 
-  defp validate_target(pid) when is_pid(pid), do: :ok
+  @doc false
+  # The :target option's check (for the schema).
+  @spec target?(term()) :: boolean()
+  def target?(pid) when is_pid(pid), do: true
 
-  defp validate_target({name, node} = target) when is_atom(name) and is_atom(node) do
-    if node == node() or NodeCheck.valid_name?(node), do: :ok, else: invalid_target(target)
-  end
+  def target?({name, node}) when is_atom(name) and is_atom(node),
+    do: node == node() or NodeCheck.valid_name?(node)
 
-  defp validate_target(target), do: invalid_target(target)
-
-  defp invalid_target(target),
-    do:
-      {:error,
-       "the :target option must be a pid or {name, node} with a well-formed node name, got: #{inspect(target)}"}
+  def target?(_other), do: false
 end

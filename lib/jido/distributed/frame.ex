@@ -13,7 +13,8 @@ defmodule Jido.Distributed.Frame do
   cannot create atoms or functions that do not exist yet.
 
   Large frames are encoded and decoded on dirty CPU schedulers so the normal
-  schedulers are never blocked.
+  schedulers are never blocked (the sizes are set once, in
+  `native/jido_core/src/schedule.rs`).
 
       iex> {:ok, frame} = Jido.Distributed.Frame.encode([%{id: "1", type: "a.b"}, :hello])
       iex> Jido.Distributed.Frame.decode(frame)
@@ -23,8 +24,12 @@ defmodule Jido.Distributed.Frame do
       {:error, :bad_magic}
   """
 
-  alias Jido.Distributed.Native
+  alias Jido.Distributed.{Native, Options}
+  require Native
 
+  # The NIF names each reason from its Rust error enum
+  # (`jido_core::FrameError`, plus `bad_term`); frame_test checks this type
+  # against `Native.error_names/0`.
   @typedoc "Why a frame could not be decoded (or encoded)."
   @type error_reason ::
           :truncated
@@ -42,24 +47,37 @@ defmodule Jido.Distributed.Frame do
   @type compression :: :auto | :lz4 | :none
 
   @default_max_decoded 64 * 1024 * 1024
-  # Above these sizes the work may take longer than a scheduler slice.
-  @dirty_entries 64
-  @dirty_bytes 64 * 1024
+
+  @encode_schema [
+    compression: [
+      type: {:in, [:auto, :lz4, :none]},
+      default: :auto,
+      doc:
+        "How the payload is stored: `:auto` compresses with lz4 unless that does " <>
+          "not make it smaller, `:lz4` always, `:none` never."
+    ]
+  ]
+
+  @decode_schema [
+    max_decoded_size: [
+      type: :non_neg_integer,
+      default: nil,
+      doc:
+        "Largest accepted uncompressed payload in bytes. Defaults to the " <>
+          "`:max_frame_size` application setting (64 MiB)."
+    ]
+  ]
 
   @doc """
   Encodes a list of terms into one frame.
 
   ## Options
 
-    * `:compression` - `:auto` (default), `:lz4` or `:none`.
+  #{Options.docs(@encode_schema)}
   """
   @spec encode([term()], keyword()) :: {:ok, binary()} | {:error, error_reason()}
   def encode(terms, opts \\ []) when is_list(terms) and is_list(opts) do
-    mode = compression!(opts)
-
-    if length(terms) > @dirty_entries,
-      do: Native.frame_encode_dirty(terms, mode),
-      else: Native.frame_encode(terms, mode)
+    Native.scheduled(Native.frame_encode(terms, compression!(opts)))
   end
 
   @doc """
@@ -75,14 +93,7 @@ defmodule Jido.Distributed.Frame do
   @spec encode_with_atoms([term()], keyword()) ::
           {:ok, binary(), [atom()]} | {:error, error_reason()}
   def encode_with_atoms(terms, opts \\ []) when is_list(terms) and is_list(opts) do
-    mode = compression!(opts)
-
-    result =
-      if length(terms) > @dirty_entries,
-        do: Native.frame_encode_atoms_dirty(terms, mode),
-        else: Native.frame_encode_atoms(terms, mode)
-
-    case result do
+    case Native.scheduled(Native.frame_encode_atoms(terms, compression!(opts))) do
       {:ok, {frame, atoms, []}} ->
         {:ok, frame, atoms}
 
@@ -103,11 +114,7 @@ defmodule Jido.Distributed.Frame do
   """
   @spec encode_binaries([binary()], keyword()) :: {:ok, binary()} | {:error, error_reason()}
   def encode_binaries(entries, opts \\ []) when is_list(entries) and is_list(opts) do
-    mode = compression!(opts)
-
-    if length(entries) > @dirty_entries,
-      do: Native.frame_encode_binaries_dirty(entries, mode),
-      else: Native.frame_encode_binaries(entries, mode)
+    Native.scheduled(Native.frame_encode_binaries(entries, compression!(opts)))
   end
 
   @doc """
@@ -115,23 +122,13 @@ defmodule Jido.Distributed.Frame do
 
   ## Options
 
-    * `:max_decoded_size` - largest accepted uncompressed payload in bytes;
-      defaults to the `:max_frame_size` application setting (64 MiB).
+  #{Options.docs(@decode_schema)}
   """
   @spec decode(binary(), keyword()) :: {:ok, [term()]} | {:error, error_reason()}
   def decode(frame, opts \\ [])
 
   def decode(frame, opts) when is_binary(frame) and is_list(opts) do
-    max = Keyword.get_lazy(opts, :max_decoded_size, &default_max_decoded/0)
-
-    unless is_integer(max) and max >= 0 do
-      raise ArgumentError,
-            "the :max_decoded_size option must be a non-negative integer, got: #{inspect(max)}"
-    end
-
-    if byte_size(frame) > @dirty_bytes,
-      do: Native.frame_decode_dirty(frame, max),
-      else: Native.frame_decode(frame, max)
+    Native.scheduled(Native.frame_decode(frame, max_decoded!(opts)))
   end
 
   def decode(other, _opts) when not is_binary(other), do: {:error, :bad_magic}
@@ -152,14 +149,7 @@ defmodule Jido.Distributed.Frame do
   """
   @spec atoms(binary(), keyword()) :: {:ok, [atom()]} | {:error, error_reason()}
   def atoms(frame, opts \\ []) when is_binary(frame) and is_list(opts) do
-    max = Keyword.get_lazy(opts, :max_decoded_size, &default_max_decoded/0)
-
-    names =
-      if byte_size(frame) > @dirty_bytes,
-        do: Native.frame_atoms_dirty(frame, max),
-        else: Native.frame_atoms(frame, max)
-
-    with {:ok, names} <- names do
+    with {:ok, names} <- Native.scheduled(Native.frame_atoms(frame, max_decoded!(opts))) do
       {:ok, Enum.map(names, &String.to_existing_atom/1)}
     end
   end
@@ -187,14 +177,20 @@ defmodule Jido.Distributed.Frame do
     end
   end
 
-  defp compression!(opts) do
-    case Keyword.get(opts, :compression, :auto) do
-      mode when mode in [:auto, :lz4, :none] ->
-        mode
+  # The options are checked by their schemas; the common calls (no options,
+  # or the one option with a valid value) skip building the keyword list.
+  defp compression!([]), do: :auto
+  defp compression!(compression: mode) when mode in [:auto, :lz4, :none], do: mode
+  defp compression!(opts), do: Options.validate!(opts, @encode_schema)[:compression]
 
-      other ->
-        raise ArgumentError,
-              "the :compression option must be :auto, :lz4 or :none, got: #{inspect(other)}"
+  defp max_decoded!([]), do: default_max_decoded()
+
+  defp max_decoded!(max_decoded_size: max) when is_integer(max) and max >= 0, do: max
+
+  defp max_decoded!(opts) do
+    case Options.validate!(opts, @decode_schema)[:max_decoded_size] do
+      nil -> default_max_decoded()
+      max -> max
     end
   end
 

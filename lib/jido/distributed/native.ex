@@ -2,6 +2,11 @@ defmodule Jido.Distributed.Native do
   @moduledoc false
   # NIF stubs only. Names match the Rust functions in native/jido_nif one to
   # one. Public modules call these through their own wrappers, never directly.
+  #
+  # A NIF whose work can outlast a scheduler slice comes as a twin: `name`
+  # runs on a normal scheduler and answers `:dirty` when its input is too
+  # large (the thresholds live in `jido_core::schedule`), `name_dirty` runs
+  # on a dirty CPU scheduler. Call them through `scheduled/1`.
 
   @on_load :load_nif
 
@@ -10,6 +15,27 @@ defmodule Jido.Distributed.Native do
     path = :filename.join(:code.priv_dir(:jido_distributed), ~c"native/libjido_distributed_nif")
     :erlang.load_nif(path, 0)
   end
+
+  @doc """
+  Runs a twin NIF call such as `Native.frame_decode(bin, max)`: the normal
+  one, and, when it answers `:dirty`, the `_dirty` twin with the same
+  arguments (each evaluated once).
+  """
+  defmacro scheduled({{:., _, [module, name]}, _, args}) when is_atom(name) and is_list(args) do
+    vars = Macro.generate_unique_arguments(length(args), __MODULE__)
+    dirty = :"#{name}_dirty"
+
+    quote do
+      {unquote_splicing(vars)} = {unquote_splicing(args)}
+
+      case unquote(module).unquote(name)(unquote_splicing(vars)) do
+        :dirty -> unquote(module).unquote(dirty)(unquote_splicing(vars))
+        result -> result
+      end
+    end
+  end
+
+  def error_names, do: :erlang.nif_error(:nif_not_loaded)
 
   def frame_encode(_terms, _mode), do: :erlang.nif_error(:nif_not_loaded)
   def frame_encode_dirty(_terms, _mode), do: :erlang.nif_error(:nif_not_loaded)

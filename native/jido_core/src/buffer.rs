@@ -24,13 +24,14 @@ pub enum Overflow {
     DropOldest,
 }
 
-/// Why an entry was not accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PushError {
-    /// The buffer is full and the policy is [`Overflow::Reject`].
-    Full,
-    /// The entry alone is larger than the byte bound.
-    TooLarge,
+crate::named_error! {
+    /// Why an entry was not accepted.
+    pub enum PushError {
+        /// The buffer is full and the policy is [`Overflow::Reject`].
+        Full => ("buffer_full", "the buffer is full"),
+        /// The entry alone is larger than the byte bound.
+        TooLarge => ("too_large", "the entries are larger than the buffer"),
+    }
 }
 
 /// Bounds of a buffer.

@@ -16,6 +16,65 @@
 //!
 //! Pure: no I/O, no clocks (times are passed in), no Erlang types.
 
+/// A receiver counter, kept per node over every origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    /// Frames delivered in full.
+    Frames,
+    /// Entries delivered.
+    Signals,
+    /// Frames that arrived again after being delivered.
+    Duplicates,
+    /// Frames that arrived before an earlier one.
+    Gaps,
+    /// Frames the sender gave up (below its base) and were never delivered.
+    Skipped,
+    /// Frames or entries that do not decode.
+    Malformed,
+    /// Entries whose destination is gone.
+    Undeliverable,
+    /// Acks sent back (counted by the caller).
+    AcksSent,
+}
+
+impl Counter {
+    /// Every counter, in index order.
+    pub const ALL: [Counter; 8] = [
+        Counter::Frames,
+        Counter::Signals,
+        Counter::Duplicates,
+        Counter::Gaps,
+        Counter::Skipped,
+        Counter::Malformed,
+        Counter::Undeliverable,
+        Counter::AcksSent,
+    ];
+
+    /// The position of the counter in [`Counter::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The snake_case name, used as the Elixir atom.
+    pub fn name(self) -> &'static str {
+        match self {
+            Counter::Frames => "frames",
+            Counter::Signals => "signals",
+            Counter::Duplicates => "duplicates",
+            Counter::Gaps => "gaps",
+            Counter::Skipped => "skipped",
+            Counter::Malformed => "malformed",
+            Counter::Undeliverable => "undeliverable",
+            Counter::AcksSent => "acks_sent",
+        }
+    }
+
+    /// The counter named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Counter> {
+        Counter::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
 /// One origin's sequencing state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Session {
@@ -356,5 +415,14 @@ mod tests {
                 .collect();
             prop_assert_eq!(delivered, expected);
         }
+    }
+
+    #[test]
+    fn counters_are_named_once_in_index_order() {
+        for (i, c) in Counter::ALL.into_iter().enumerate() {
+            assert_eq!(c.index(), i);
+            assert_eq!(Counter::from_name(c.name()), Some(c));
+        }
+        assert_eq!(Counter::from_name("nope"), None);
     }
 }

@@ -4,11 +4,14 @@
 //! it can be tested and benchmarked on its own and reused by both the NIF
 //! crate and the relay C-node.
 
+pub mod atom_walk;
 pub mod buffer;
 pub mod error;
 pub mod etf;
 pub mod frame;
 pub mod inbound;
+pub mod schedule;
+pub mod shared_buffer;
 pub mod tree;
 
-pub use error::FrameError;
+pub use error::{ErrorName, FrameError};

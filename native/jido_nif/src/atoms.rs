@@ -1,4 +1,7 @@
-//! Atoms shared by the NIF modules.
+//! Atoms shared by the NIF modules, and error reasons as atoms.
+
+use jido_core::ErrorName;
+use rustler::{Atom, Encoder, Env, Term};
 
 rustler::atoms! {
     ok,
@@ -6,58 +9,65 @@ rustler::atoms! {
     none,
     lz4,
     auto,
-    truncated,
-    bad_magic,
-    bad_version,
-    bad_flags,
-    trailing_bytes,
-    checksum_mismatch,
-    too_large,
-    corrupt_payload,
-    bad_entry,
-    bad_term,
-    buffer_full,
     drop_oldest,
     empty,
-    bad_fanout,
-    bad_member,
-    duplicate_member,
-    root_not_member,
-    too_many_members,
-    root_removed,
-    unknown_node,
     busy,
     invalid,
     duplicate,
     gap,
+    dirty,
 }
 
-/// The Elixir error atom for a core frame error.
-pub fn frame_error(err: jido_core::FrameError) -> rustler::Atom {
-    use jido_core::FrameError::*;
-    match err {
-        Truncated => truncated(),
-        BadMagic => bad_magic(),
-        BadVersion => bad_version(),
-        BadFlags => bad_flags(),
-        TrailingBytes => trailing_bytes(),
-        ChecksumMismatch => checksum_mismatch(),
-        TooLarge => too_large(),
-        CorruptPayload => corrupt_payload(),
-        BadEntry => bad_entry(),
+jido_core::named_error! {
+    /// Erlang terms that do not have the shape a NIF expects.
+    pub enum InputError {
+        /// A term is not what was asked for (an entry not in external term
+        /// format, a list that is not one).
+        BadTerm => ("bad_term", "bad term"),
+        /// A tree member is not a `{node, region, zone, healthy}` tuple.
+        BadMember => ("bad_member", "bad tree member"),
+        /// A node is listed twice among the tree members.
+        DuplicateMember => ("duplicate_member", "duplicate tree member"),
     }
 }
 
-/// The Elixir error atom for a core tree planning error.
-pub fn plan_error(err: jido_core::tree::PlanError) -> rustler::Atom {
-    use jido_core::tree::PlanError::*;
-    match err {
-        BadFanout => bad_fanout(),
-        RootNotMember => root_not_member(),
-        TooManyMembers => too_many_members(),
-        RootRemoved => root_removed(),
-        UnknownNode => unknown_node(),
+/// An error returned to Elixir as the atom of its name: the name of any
+/// [`ErrorName`] enum, written once in that enum's definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reason(&'static str);
+
+impl<E: ErrorName> From<E> for Reason {
+    fn from(err: E) -> Reason {
+        Reason(err.name())
     }
+}
+
+impl Encoder for Reason {
+    fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
+        // Names are short literals from the error enums, so the atom is
+        // always made; `error` stands in should that ever fail.
+        Atom::from_str(env, self.0)
+            .unwrap_or_else(|_| error())
+            .encode(env)
+    }
+}
+
+/// Every error name of every domain, for the Elixir side to check its
+/// typespecs against: `[{domain, [name]}]`.
+#[rustler::nif]
+fn error_names() -> Vec<(&'static str, Vec<&'static str>)> {
+    use jido_core::buffer::PushError;
+    use jido_core::tree::PlanError;
+    use jido_core::FrameError;
+    fn names<E: ErrorName>(all: &[E]) -> Vec<&'static str> {
+        all.iter().map(|e| e.name()).collect()
+    }
+    vec![
+        ("frame", names(FrameError::ALL)),
+        ("plan", names(PlanError::ALL)),
+        ("push", names(PushError::ALL)),
+        ("input", names(InputError::ALL)),
+    ]
 }
 
 /// Looks up existing atoms by their text (`latin1` tells the encoding);
@@ -65,10 +75,9 @@ pub fn plan_error(err: jido_core::tree::PlanError) -> rustler::Atom {
 /// this NIF version cannot look up (UTF-8 beyond Latin-1) or that do not
 /// exist, for the caller to convert.
 pub fn lookup_existing<'a, 'b>(
-    env: rustler::Env<'a>,
+    env: Env<'a>,
     texts: impl Iterator<Item = (&'b [u8], bool)>,
-) -> (Vec<rustler::Atom>, Vec<rustler::Term<'a>>) {
-    use rustler::Atom;
+) -> (Vec<Atom>, Vec<Term<'a>>) {
     let mut found = Vec::new();
     let mut names = Vec::new();
     for (text, latin1) in texts {

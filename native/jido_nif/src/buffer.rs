@@ -1,36 +1,22 @@
-//! Link buffer NIFs: a `jido_core::buffer::LinkBuffer` behind a mutex in a
+//! Link buffer NIFs: a `jido_core::shared_buffer::SharedBuffer` in a
 //! resource, so it outlives the process that uses it.
 
-use std::sync::Mutex;
-
-use crate::{atoms, binary};
-use jido_core::buffer::{encode_batch, Limits, LinkBuffer, Overflow, PushError};
+use crate::atoms::{self, Reason};
+use crate::binary;
+use crate::schedule::twin_nif;
+use jido_core::buffer::{Limits, Overflow};
 use jido_core::frame::Compression;
+use jido_core::shared_buffer::SharedBuffer;
 use rustler::{Atom, Binary, Encoder, Env, NifMap, ResourceArc, Term};
 
 /// A frame's atoms: those found on this node, and names to convert in Elixir.
 type AtomLists<'a> = (Vec<Atom>, Vec<Term<'a>>);
 
 /// The resource held by Elixir.
-pub struct BufferResource(Mutex<LinkBuffer>);
+pub struct BufferResource(SharedBuffer);
 
 #[rustler::resource_impl]
 impl rustler::Resource for BufferResource {}
-
-fn lock(buf: &BufferResource) -> std::sync::MutexGuard<'_, LinkBuffer> {
-    // A poisoned lock means a panic happened mid-update; every operation
-    // leaves the buffer consistent before it can panic, so go on.
-    buf.0
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn push_error(err: PushError) -> Atom {
-    match err {
-        PushError::Full => atoms::buffer_full(),
-        PushError::TooLarge => atoms::too_large(),
-    }
-}
 
 #[rustler::nif]
 fn buffer_new(max_entries: usize, max_bytes: usize, overflow: Atom) -> ResourceArc<BufferResource> {
@@ -39,27 +25,28 @@ fn buffer_new(max_entries: usize, max_bytes: usize, overflow: Atom) -> ResourceA
     } else {
         Overflow::Reject
     };
-    ResourceArc::new(BufferResource(Mutex::new(LinkBuffer::new(Limits {
+    ResourceArc::new(BufferResource(SharedBuffer::new(Limits {
         max_entries,
         max_bytes,
         overflow,
-    }))))
+    })))
 }
 
 #[rustler::nif]
-fn buffer_push_one(buf: ResourceArc<BufferResource>, entry: Binary) -> Result<(usize, u64), Atom> {
-    lock(&buf)
-        .push_many(&[entry.as_slice()])
-        .map_err(push_error)
+fn buffer_push_one(
+    buf: ResourceArc<BufferResource>,
+    entry: Binary,
+) -> Result<(usize, u64), Reason> {
+    Ok(buf.0.lock().push_many(&[entry.as_slice()])?)
 }
 
 #[rustler::nif]
 fn buffer_push(
     buf: ResourceArc<BufferResource>,
     entries: Vec<Binary>,
-) -> Result<(usize, u64), Atom> {
+) -> Result<(usize, u64), Reason> {
     let slices: Vec<&[u8]> = entries.iter().map(|b| b.as_slice()).collect();
-    lock(&buf).push_many(&slices).map_err(push_error)
+    Ok(buf.0.lock().push_many(&slices)?)
 }
 
 fn take<'a>(
@@ -67,60 +54,35 @@ fn take<'a>(
     buf: ResourceArc<BufferResource>,
     max_entries: usize,
     max_bytes: usize,
-) -> Result<Term<'a>, Atom> {
-    let Some(batch) = lock(&buf).begin_take(max_entries, max_bytes) else {
+) -> Result<Term<'a>, Reason> {
+    let Some((taken, base)) = buf.0.take(max_entries, max_bytes, Compression::Auto)? else {
         return Ok(atoms::empty().to_term(env));
     };
-    // Encode without holding the lock: callers keep pushing meanwhile.
-    match encode_batch(&batch, Compression::Auto) {
-        Ok((frame, atom_names)) => {
-            let mut guard = lock(&buf);
-            let taken = guard.finish_take(batch, frame, atom_names);
-            let base = guard.base();
-            drop(guard);
-            let frame = binary::copy(env, &taken.frame);
-            let texts = taken.atoms.iter().map(|name| (name.as_bytes(), false));
-            let atoms = atoms::lookup_existing(env, texts);
-            Ok((
-                taken.seq,
-                base,
-                frame,
-                atoms,
-                taken.entries,
-                taken.raw_bytes,
-            )
-                .encode(env))
-        }
-        Err(err) => {
-            lock(&buf).abort_take(batch);
-            Err(atoms::frame_error(err))
-        }
-    }
+    let frame = binary::copy(env, &taken.frame);
+    let texts = taken.atoms.iter().map(|name| (name.as_bytes(), false));
+    let atoms = atoms::lookup_existing(env, texts);
+    Ok((
+        taken.seq,
+        base,
+        frame,
+        atoms,
+        taken.entries,
+        taken.raw_bytes,
+    )
+        .encode(env))
 }
 
-#[rustler::nif]
-fn buffer_take<'a>(
-    env: Env<'a>,
-    buf: ResourceArc<BufferResource>,
-    max_entries: usize,
-    max_bytes: usize,
-) -> Result<Term<'a>, Atom> {
-    take(env, buf, max_entries, max_bytes)
-}
-
-#[rustler::nif(schedule = "DirtyCpu")]
-fn buffer_take_dirty<'a>(
-    env: Env<'a>,
-    buf: ResourceArc<BufferResource>,
-    max_entries: usize,
-    max_bytes: usize,
-) -> Result<Term<'a>, Atom> {
-    take(env, buf, max_entries, max_bytes)
+twin_nif! {
+    fn buffer_take / buffer_take_dirty<'a>(buf: ResourceArc<BufferResource>,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<Term<'a>, Reason> = take;
+    work = buf.0.take_work(max_bytes);
 }
 
 #[rustler::nif]
 fn buffer_ack(buf: ResourceArc<BufferResource>, upto: u64) -> (usize, u64) {
-    let mut guard = lock(&buf);
+    let mut guard = buf.0.lock();
     let released = guard.ack(upto);
     (released, guard.base())
 }
@@ -129,8 +91,8 @@ fn buffer_ack(buf: ResourceArc<BufferResource>, upto: u64) -> (usize, u64) {
 fn buffer_unacked<'a>(
     env: Env<'a>,
     buf: ResourceArc<BufferResource>,
-) -> Result<Vec<(u64, Binary<'a>, AtomLists<'a>)>, Atom> {
-    let guard = lock(&buf);
+) -> Result<Vec<(u64, Binary<'a>, AtomLists<'a>)>, Reason> {
+    let guard = buf.0.lock();
     Ok(guard
         .unacked()
         .map(|(seq, frame, names)| {
@@ -161,7 +123,7 @@ pub struct BufferStats {
 
 #[rustler::nif]
 fn buffer_stats(buf: ResourceArc<BufferResource>) -> BufferStats {
-    let guard = lock(&buf);
+    let guard = buf.0.lock();
     let s = guard.stats();
     BufferStats {
         pending_entries: s.pending_entries,

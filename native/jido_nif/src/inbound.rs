@@ -14,30 +14,13 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::atoms;
+use crate::atoms::{self, Reason};
+use crate::schedule::twin_nif;
 use jido_core::frame::{self, DecodeLimits};
-use jido_core::inbound::{Arrival, Session, Verdict};
+use jido_core::inbound::{Arrival, Counter, Session, Verdict};
+use jido_core::schedule::Work;
 use rustler::types::tuple::get_tuple;
 use rustler::{Atom, Binary, Encoder, Env, LocalPid, ResourceArc, Term};
-
-/// Counter names, in the order of `InboundResource::counters`.
-const COUNTERS: [&str; 8] = [
-    "frames",
-    "signals",
-    "duplicates",
-    "gaps",
-    "skipped",
-    "malformed",
-    "undeliverable",
-    "acks_sent",
-];
-const FRAMES: usize = 0;
-const SIGNALS: usize = 1;
-const DUPLICATES: usize = 2;
-const GAPS: usize = 3;
-const SKIPPED: usize = 4;
-const MALFORMED: usize = 5;
-const UNDELIVERABLE: usize = 6;
 
 type Cell = Arc<Mutex<Option<Session>>>;
 
@@ -45,7 +28,7 @@ type Cell = Arc<Mutex<Option<Session>>>;
 /// receiver process, so a restart forgets nothing.
 pub struct InboundResource {
     sessions: Mutex<HashMap<Atom, Cell>>,
-    counters: [AtomicU64; COUNTERS.len()],
+    counters: [AtomicU64; Counter::ALL.len()],
 }
 
 #[rustler::resource_impl]
@@ -65,9 +48,9 @@ impl InboundResource {
             .clone()
     }
 
-    fn add(&self, index: usize, n: u64) {
+    fn add(&self, counter: Counter, n: u64) {
         if n > 0 {
-            self.counters[index].fetch_add(n, Ordering::Relaxed);
+            self.counters[counter.index()].fetch_add(n, Ordering::Relaxed);
         }
     }
 }
@@ -122,10 +105,25 @@ fn send_entry(env: Env, bytes: &[u8]) -> Sent {
     }
 }
 
+/// The work of delivering `frame`, by its header; none for a frame whose
+/// header does not parse (`deliver` refuses it at once).
+fn deliver_work(frame: &Binary) -> Work {
+    match frame::parse_header(frame.as_slice()) {
+        Ok(h) => Work::Deliver {
+            entries: h.count as usize,
+            raw_bytes: h.raw_len as usize,
+        },
+        Err(_) => Work::Deliver {
+            entries: 0,
+            raw_bytes: 0,
+        },
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn deliver<'a>(
     env: Env<'a>,
-    res: &InboundResource,
+    res: ResourceArc<InboundResource>,
     origin: Atom,
     epoch: u64,
     seq: u64,
@@ -133,6 +131,11 @@ fn deliver<'a>(
     frame_bin: Binary,
     max_decoded: usize,
 ) -> Term<'a> {
+    // A frame whose header does not parse changes nothing.
+    if let Err(err) = frame::parse_header(frame_bin.as_slice()) {
+        res.add(Counter::Malformed, 1);
+        return (atoms::error(), Reason::from(err)).encode(env);
+    }
     let cell = res.cell(origin);
     let mut guard = match cell.try_lock() {
         Ok(guard) => guard,
@@ -145,20 +148,20 @@ fn deliver<'a>(
 
     let from_entry = match admission.verdict {
         Verdict::Invalid => {
-            res.add(MALFORMED, 1);
+            res.add(Counter::Malformed, 1);
             let delivered = current.map_or(0, |s| s.delivered);
             return (atoms::invalid(), delivered).encode(env);
         }
         Verdict::Duplicate => {
             *guard = Some(session);
-            res.add(DUPLICATES, 1);
-            res.add(SKIPPED, admission.skipped);
+            res.add(Counter::Duplicates, 1);
+            res.add(Counter::Skipped, admission.skipped);
             return (atoms::duplicate(), session.delivered).encode(env);
         }
         Verdict::Gap => {
             *guard = Some(session);
-            res.add(GAPS, 1);
-            res.add(SKIPPED, admission.skipped);
+            res.add(Counter::Gaps, 1);
+            res.add(Counter::Skipped, admission.skipped);
             return (atoms::gap(), session.delivered).encode(env);
         }
         Verdict::Deliver { from_entry } => from_entry,
@@ -168,12 +171,12 @@ fn deliver<'a>(
     let decoded = match frame::decode(frame_bin.as_slice(), DecodeLimits { max_decoded }) {
         Ok(decoded) => decoded,
         Err(err) => {
-            res.add(MALFORMED, 1);
-            return (atoms::error(), atoms::frame_error(err)).encode(env);
+            res.add(Counter::Malformed, 1);
+            return (atoms::error(), Reason::from(err)).encode(env);
         }
     };
     *guard = Some(session);
-    res.add(SKIPPED, admission.skipped);
+    res.add(Counter::Skipped, admission.skipped);
 
     let (mut signals, mut undeliverable, mut malformed) = (0, 0, 0);
     let mut stopped = false;
@@ -194,48 +197,31 @@ fn deliver<'a>(
     if !stopped {
         session = session.complete(seq);
         *guard = Some(session);
-        res.add(FRAMES, 1);
+        res.add(Counter::Frames, 1);
     }
     drop(guard);
-    res.add(SIGNALS, signals);
-    res.add(UNDELIVERABLE, undeliverable);
-    res.add(MALFORMED, malformed);
+    res.add(Counter::Signals, signals);
+    res.add(Counter::Undeliverable, undeliverable);
+    res.add(Counter::Malformed, malformed);
     (atoms::ok(), session.delivered).encode(env)
 }
 
-/// Delivers a frame from `origin`; returns `{status, delivered}`, where
-/// status is `:ok`, `:duplicate`, `:gap`, `:invalid` or `:busy` and
-/// `delivered` the last frame delivered in full, or `{:error, reason}` for
-/// a frame that does not decode.
-#[rustler::nif]
-#[allow(clippy::too_many_arguments)]
-fn inbound_deliver<'a>(
-    env: Env<'a>,
-    res: ResourceArc<InboundResource>,
-    origin: Atom,
-    epoch: u64,
-    seq: u64,
-    base: u64,
-    frame: Binary,
-    max_decoded: usize,
-) -> Term<'a> {
-    deliver(env, &res, origin, epoch, seq, base, frame, max_decoded)
-}
-
-/// `inbound_deliver/7` on a dirty CPU scheduler, for large frames.
-#[rustler::nif(schedule = "DirtyCpu")]
-#[allow(clippy::too_many_arguments)]
-fn inbound_deliver_dirty<'a>(
-    env: Env<'a>,
-    res: ResourceArc<InboundResource>,
-    origin: Atom,
-    epoch: u64,
-    seq: u64,
-    base: u64,
-    frame: Binary,
-    max_decoded: usize,
-) -> Term<'a> {
-    deliver(env, &res, origin, epoch, seq, base, frame, max_decoded)
+twin_nif! {
+    /// Delivers a frame from `origin`; returns `{status, delivered}`, where
+    /// status is `:ok`, `:duplicate`, `:gap`, `:invalid` or `:busy` and
+    /// `delivered` the last frame delivered in full, or `{:error, reason}`
+    /// for a frame that does not decode (its header, counted malformed, or
+    /// its payload).
+    fn inbound_deliver / inbound_deliver_dirty<'a>(
+        res: ResourceArc<InboundResource>,
+        origin: Atom,
+        epoch: u64,
+        seq: u64,
+        base: u64,
+        frame: Binary<'a>,
+        max_decoded: usize,
+    ) -> Term<'a> = deliver;
+    work = deliver_work(&frame);
 }
 
 /// The last frame of `origin`'s `epoch` delivered in full (0 if none).
@@ -308,9 +294,9 @@ fn inbound_count(res: ResourceArc<InboundResource>, name: Term, n: u64) -> Atom 
     let Ok(name) = name.atom_to_string() else {
         return atoms::error();
     };
-    match COUNTERS.iter().position(|c| *c == name) {
-        Some(index) => {
-            res.add(index, n);
+    match Counter::from_name(&name) {
+        Some(counter) => {
+            res.add(counter, n);
             atoms::ok()
         }
         None => atoms::error(),
@@ -320,9 +306,9 @@ fn inbound_count(res: ResourceArc<InboundResource>, name: Term, n: u64) -> Atom 
 /// The counters, as `[{name, value}]` with names as binaries.
 #[rustler::nif]
 fn inbound_counters(res: ResourceArc<InboundResource>) -> Vec<(&'static str, u64)> {
-    COUNTERS
+    Counter::ALL
         .iter()
         .zip(res.counters.iter())
-        .map(|(name, c)| (*name, c.load(Ordering::Relaxed)))
+        .map(|(counter, c)| (counter.name(), c.load(Ordering::Relaxed)))
         .collect()
 }

@@ -6,6 +6,7 @@ mod binary;
 mod buffer;
 mod frame;
 mod inbound;
+mod schedule;
 mod tree;
 
 rustler::init!("Elixir.Jido.Distributed.Native");

@@ -2,10 +2,12 @@
 //! tuples in, the nested tree `{node, [subtree]}` out, so a forwarder hands
 //! each child exactly the part of the tree below it.
 
-use crate::atoms;
-use jido_core::tree::{self, Member};
+use crate::atoms::{InputError, Reason};
+use crate::schedule::{list_len, twin_nif};
+use jido_core::schedule::Work;
+use jido_core::tree::{self, Member, PlanError};
 use rustler::types::atom::nil;
-use rustler::{Atom, Encoder, Env, ListIterator, Term};
+use rustler::{Atom, Encoder, Env, Term};
 use std::collections::HashMap;
 
 /// Interns labels: equal (identical) terms get the same id, `nil` none.
@@ -23,15 +25,13 @@ impl<'a> Labels<'a> {
     }
 }
 
-fn plan<'a>(
-    env: Env<'a>,
-    members: ListIterator<'a>,
-    root: Atom,
-    fanout: i64,
-) -> Result<Term<'a>, Atom> {
+fn plan<'a>(env: Env<'a>, members: Term<'a>, root: Atom, fanout: i64) -> Result<Term<'a>, Reason> {
     if fanout < 1 {
-        return Err(atoms::bad_fanout());
+        return Err(PlanError::BadFanout.into());
     }
+    let members = members
+        .into_list_iterator()
+        .map_err(|_| InputError::BadMember)?;
     let fanout = u32::try_from(fanout).unwrap_or(u32::MAX);
     let mut nodes: Vec<Atom> = Vec::new();
     let mut list: Vec<Member<u32>> = Vec::new();
@@ -39,16 +39,16 @@ fn plan<'a>(
     let mut index: HashMap<Atom, u32> = HashMap::new();
     for term in members {
         let (node, region, zone, healthy): (Atom, Term, Term, bool) =
-            term.decode().map_err(|_| atoms::bad_member())?;
-        let id = u32::try_from(nodes.len()).map_err(|_| atoms::too_many_members())?;
+            term.decode().map_err(|_| InputError::BadMember)?;
+        let id = u32::try_from(nodes.len()).map_err(|_| PlanError::TooManyMembers)?;
         if index.insert(node, id).is_some() {
-            return Err(atoms::duplicate_member());
+            return Err(InputError::DuplicateMember.into());
         }
         nodes.push(node);
         list.push(Member::new(labels.id(region), labels.id(zone), healthy));
     }
-    let root = *index.get(&root).ok_or_else(atoms::root_not_member)?;
-    let tree = tree::plan(&list, root, fanout).map_err(atoms::plan_error)?;
+    let root = *index.get(&root).ok_or(PlanError::RootNotMember)?;
+    let tree = tree::plan(&list, root, fanout)?;
 
     // Children come after their parent in breadth-first order, so building
     // in reverse finds every child's term ready.
@@ -64,25 +64,11 @@ fn plan<'a>(
     }
     built[root as usize]
         .take()
-        .ok_or_else(atoms::root_not_member)
+        .ok_or(PlanError::RootNotMember.into())
 }
 
-#[rustler::nif]
-fn tree_plan<'a>(
-    env: Env<'a>,
-    members: ListIterator<'a>,
-    root: Atom,
-    fanout: i64,
-) -> Result<Term<'a>, Atom> {
-    plan(env, members, root, fanout)
-}
-
-#[rustler::nif(schedule = "DirtyCpu")]
-fn tree_plan_dirty<'a>(
-    env: Env<'a>,
-    members: ListIterator<'a>,
-    root: Atom,
-    fanout: i64,
-) -> Result<Term<'a>, Atom> {
-    plan(env, members, root, fanout)
+twin_nif! {
+    fn tree_plan / tree_plan_dirty<'a>(members: Term<'a>, root: Atom, fanout: i64)
+        -> Result<Term<'a>, Reason> = plan;
+    work = Work::Plan { members: list_len(members) };
 }

@@ -2,7 +2,8 @@ defmodule Jido.Distributed.FrameTest do
   use ExUnit.Case, async: true
   doctest Jido.Distributed.Frame
 
-  alias Jido.Distributed.Frame
+  alias Jido.Distributed.{Frame, Native}
+  require Native
 
   defp signal(i) do
     %{
@@ -143,5 +144,65 @@ defmodule Jido.Distributed.FrameTest do
     test "atoms of a broken frame is an error" do
       assert Frame.atoms("nope") == {:error, :bad_magic}
     end
+  end
+
+  describe "native errors and scheduling" do
+    test "error_reason/0 lists exactly the reasons the NIF names from its Rust enums" do
+      {:ok, types} = Code.Typespec.fetch_types(Frame)
+
+      [union] = for {:type, {:error_reason, {:type, _, :union, atoms}, []}} <- types, do: atoms
+
+      typed = Enum.sort(for {:atom, _, name} <- union, do: name)
+      names = Map.new(Native.error_names(), fn {domain, names} -> {domain, names} end)
+      from_rust = Enum.map(names["frame"] ++ ["bad_term"], &String.to_atom/1)
+      assert typed == Enum.sort(from_rust)
+      assert "buffer_full" in names["push"] and "bad_fanout" in names["plan"]
+    end
+
+    # The sizes are jido_core::schedule::{ENCODE_ENTRIES, DECODE_BYTES}.
+    test "a normal-scheduler NIF hands large work to its dirty twin" do
+      assert {:ok, _} = Native.frame_encode(Enum.to_list(1..64), :auto)
+      assert :dirty = Native.frame_encode(Enum.to_list(1..65), :auto)
+      assert :dirty = Native.frame_encode_binaries(List.duplicate("x", 65), :auto)
+      assert :dirty = Native.frame_encode_atoms(Enum.to_list(1..65), :auto)
+
+      {:ok, big} = Frame.encode([:crypto.strong_rand_bytes(70_000)], compression: :none)
+      assert :dirty = Native.frame_decode(big, 1_000_000)
+      assert :dirty = Native.frame_atoms(big, 1_000_000)
+      assert {:ok, [_]} = Native.frame_decode_dirty(big, 1_000_000)
+      assert {:ok, [_]} = Frame.decode(big)
+      assert {:ok, []} = Frame.atoms(big)
+    end
+
+    test "scheduled/1 evaluates each argument once, whichever twin runs" do
+      for n <- [1, 65] do
+        terms = Native.scheduled(Native.frame_encode(tap_send(Enum.to_list(1..n)), :auto))
+        assert {:ok, frame} = terms
+        assert {:ok, %{count: ^n}} = Frame.header(frame)
+        assert_received {:evaluated, _}
+        refute_received {:evaluated, _}
+      end
+    end
+
+    test "the fast paths accept what the option schemas accept, and nothing else" do
+      {:ok, frame} = Frame.encode([1], compression: :none)
+      assert {:ok, %{compressed: false}} = Frame.header(frame)
+      assert {:ok, [1]} = Frame.decode(frame, max_decoded_size: 100)
+      assert {:ok, [1]} = Frame.decode(frame, max_decoded_size: nil)
+      assert {:error, :too_large} = Frame.decode(frame, max_decoded_size: 0)
+
+      assert_raise ArgumentError, ~r/unknown option :level/, fn ->
+        Frame.encode([1], level: 3)
+      end
+
+      assert_raise ArgumentError, ~r/:max_decoded_size option must be/, fn ->
+        Frame.atoms(frame, max_decoded_size: :big)
+      end
+    end
+  end
+
+  defp tap_send(value) do
+    send(self(), {:evaluated, value})
+    value
   end
 end

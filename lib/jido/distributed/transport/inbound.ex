@@ -18,6 +18,7 @@ defmodule Jido.Distributed.Transport.Inbound do
   """
 
   alias Jido.Distributed.Native
+  require Native
 
   @typedoc "The store (a NIF resource)."
   @opaque t :: reference()
@@ -53,36 +54,25 @@ defmodule Jido.Distributed.Transport.Inbound do
     :acks_sent
   ]
 
-  # Frames above these sizes are delivered on a dirty CPU scheduler.
-  @dirty_entries 128
-  @dirty_raw_bytes 64 * 1024
-
   @doc "A new, empty store."
   @spec new() :: t()
   def new, do: Native.inbound_new()
 
   @doc """
   Delivers `frame` from `header.origin` exactly once, in order; see
-  `t:outcome/0`. `max_decoded` bounds the decoded size in bytes.
+  `t:outcome/0`. `max_decoded` bounds the decoded size in bytes. A frame
+  whose header does not parse is counted malformed and changes nothing;
+  large frames are delivered on a dirty CPU scheduler (the NIF reads the
+  header and decides).
   """
   @spec deliver(t(), header(), binary(), pos_integer()) :: outcome()
   def deliver(store, %{origin: origin, epoch: epoch, seq: seq, base: base}, frame, max_decoded)
       when is_atom(origin) and is_binary(frame) do
-    case Native.frame_header(frame) do
-      {:ok, {count, raw, _payload, _compressed}} ->
-        result =
-          if count > @dirty_entries or raw > @dirty_raw_bytes,
-            do: Native.inbound_deliver_dirty(store, origin, epoch, seq, base, frame, max_decoded),
-            else: Native.inbound_deliver(store, origin, epoch, seq, base, frame, max_decoded)
-
-        case result do
-          {:invalid, _} -> {:error, :invalid}
-          other -> other
-        end
-
-      {:error, _} = error ->
-        count(store, :malformed)
-        error
+    case Native.scheduled(
+           Native.inbound_deliver(store, origin, epoch, seq, base, frame, max_decoded)
+         ) do
+      {:invalid, _} -> {:error, :invalid}
+      other -> other
     end
   end
 

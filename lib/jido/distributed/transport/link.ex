@@ -5,22 +5,20 @@ defmodule Jido.Distributed.Transport.Link do
   sends them to the node's `Jido.Distributed.Transport.Receiver`, and keeps
   them until acknowledged.
 
-  ## Flush policy
-
-    * A signal on an idle link (nothing flushed within `linger_ms`) goes out
-      at once: idle links add no delay.
-    * On a busy link, signals gather for up to `linger_ms` after the last
-      flush, or until a batch is full (the batch size follows the node's
-      distance class), whichever comes first.
+  The flush and retransmit decisions are pure functions in
+  `Jido.Distributed.Transport.LinkPolicy` (idle links add no delay, busy
+  ones linger up to `linger_ms` or until a batch is full; the batch size
+  follows the node's distance class); this process carries them out.
 
   ## Reliability
 
-  Frames carry consecutive sequence numbers per buffer epoch. The Receiver
-  acks cumulatively; frames stay in the buffer until acked and are sent again
-  after a reconnect, when the receiver reports a gap, or after
-  `retransmit_ms` without progress. While the node is unreachable nothing is
-  sent and signals wait in the bounded buffer; the Link tries to reconnect
-  every `reconnect_ms`.
+  Frames carry consecutive sequence numbers per buffer epoch and this
+  Link's pid (see `Jido.Distributed.Transport.Wire`), so the Receiver acks
+  cumulatively straight back to it; frames stay in the buffer until acked.
+  A restarted Link sends every unacked frame again at start, which also
+  covers acks sent to its predecessor. While the node is unreachable
+  nothing is sent and signals wait in the bounded buffer; the Link tries to
+  reconnect every `reconnect_ms`.
 
   Callers never wait for the Link on the normal path: `enqueue/2` pushes
   into the buffer and wakes the Link with at most one message. When a link
@@ -30,17 +28,29 @@ defmodule Jido.Distributed.Transport.Link do
   use GenServer, restart: :permanent
 
   require Logger
+  require Jido.Distributed.Transport.LinkRow
+
+  import Jido.Distributed.Transport.LinkRow, only: [link_row: 1]
+  import Jido.Distributed.Transport.Wire, only: [is_ack_message: 1]
 
   alias Jido.Distributed.Location
   alias Jido.Distributed.Optimizer
   alias Jido.Distributed.Options
   alias Jido.Distributed.Telemetry
-  alias Jido.Distributed.Transport.{LinkBuffer, LinkStore, NodeCheck, Receiver}
+
+  alias Jido.Distributed.Transport.{
+    Inbound,
+    LinkBuffer,
+    LinkPolicy,
+    LinkRow,
+    LinkStore,
+    NodeCheck,
+    Receiver,
+    Wire
+  }
 
   @registry Jido.Distributed.LinkRegistry
   @supervisor Jido.Distributed.LinkSupervisor
-  # Callers wait for a flush when this many batches are pending.
-  @saturation_batches 4
 
   @doc false
   def start_link(node), do: GenServer.start_link(__MODULE__, node, name: via(node))
@@ -64,7 +74,7 @@ defmodule Jido.Distributed.Transport.Link do
              | {:invalid_node | :unknown_node, term()}}
   def enqueue(node, entries) when is_atom(node) and is_list(entries) do
     case LinkStore.lookup(node) do
-      {_, _, _, _, _, pid} = row when is_pid(pid) ->
+      link_row(pid: pid) = row when is_pid(pid) ->
         if Node.alive?(), do: push(row, entries), else: {:error, :not_distributed}
 
       _ ->
@@ -76,10 +86,10 @@ defmodule Jido.Distributed.Transport.Link do
   Starts the Link for `node` unless it runs; returns the link row. Does not
   check `node` (`enqueue/2` does).
   """
-  @spec ensure_started(node()) :: LinkStore.row()
+  @spec ensure_started(node()) :: LinkRow.t()
   def ensure_started(node) when is_atom(node) do
     case LinkStore.lookup(node) do
-      {_, _, _, _, _, pid} = row when is_pid(pid) ->
+      link_row(pid: pid) = row when is_pid(pid) ->
         row
 
       _ ->
@@ -99,9 +109,9 @@ defmodule Jido.Distributed.Transport.Link do
   def flush(node, timeout \\ 5_000)
 
   def flush(node, timeout) when is_atom(node) do
-    case LinkStore.lookup(node) do
-      {_, _, _, _, _, pid} when is_pid(pid) -> GenServer.call(pid, :flush_sync, timeout)
-      _ -> :ok
+    case LinkStore.link_pid(node) do
+      pid when is_pid(pid) -> GenServer.call(pid, :flush_sync, timeout)
+      nil -> :ok
     end
   end
 
@@ -112,13 +122,14 @@ defmodule Jido.Distributed.Transport.Link do
 
   defp via(node), do: {:via, Registry, {@registry, node}}
 
-  defp push({node, buffer, _epoch, notify, counters, pid}, entries) do
+  defp push(row, entries) do
+    link_row(node: node, buffer: buffer, flags: flags, counters: counters, pid: pid) = row
     count = length(entries)
 
     case LinkBuffer.push(buffer, entries) do
       {:ok, pending, dropped} ->
         if dropped > 0, do: report_overflow(node, counters, :dropped, dropped)
-        wake(pid, notify, pending, count)
+        wake(pid, flags, pending, count)
 
       {:error, reason} = error ->
         report_overflow(node, counters, :rejected, count)
@@ -127,11 +138,9 @@ defmodule Jido.Distributed.Transport.Link do
     end
   end
 
-  defp wake(pid, notify, pending, count) do
-    batch = :atomics.get(notify, 2)
-
-    cond do
-      pending >= batch * @saturation_batches ->
+  defp wake(pid, flags, pending, count) do
+    case LinkPolicy.wake(pending, count, LinkRow.batch_size(flags)) do
+      :wait_flush ->
         # Saturated: feel the backpressure by waiting for the Link.
         try do
           GenServer.call(pid, :flush_sync, 5_000)
@@ -139,21 +148,18 @@ defmodule Jido.Distributed.Transport.Link do
           :exit, _ -> :ok
         end
 
-      pending >= batch and pending - count < batch ->
+      :flush_full ->
         send(pid, :flush_full)
         :ok
 
-      :atomics.compare_exchange(notify, 1, 0, 1) == :ok ->
-        send(pid, :flush_hint)
-        :ok
-
-      true ->
+      :hint ->
+        if LinkRow.claim_wake(flags), do: send(pid, :flush_hint)
         :ok
     end
   end
 
   defp report_overflow(node, counters, kind, count) do
-    :counters.add(counters, LinkStore.counter(kind), count)
+    :counters.add(counters, LinkRow.counter(kind), count)
     Telemetry.emit([:link, :overflow], %{signals: count}, %{node: node, kind: kind})
   end
 
@@ -161,15 +167,18 @@ defmodule Jido.Distributed.Transport.Link do
 
   @impl true
   def init(node) do
-    {^node, buffer, epoch, notify, counters, _} = LinkStore.fetch_or_create(node)
-    LinkStore.set_pid(node, self())
     opts = Options.get(:link)
+
+    link_row(buffer: buffer, epoch: epoch, flags: flags, counters: counters) =
+      LinkStore.fetch_or_create(node, opts)
+
+    LinkStore.set_pid(node, self())
 
     state = %{
       node: node,
       buffer: buffer,
       epoch: epoch,
-      notify: notify,
+      flags: flags,
       counters: counters,
       batch_size: opts[:batch_size],
       batch_bytes: opts[:batch_bytes],
@@ -202,18 +211,19 @@ defmodule Jido.Distributed.Transport.Link do
     do: {:noreply, schedule_reconnect(state)}
 
   def handle_info(:flush_hint, state) do
-    elapsed = now_us() - state.last_flush
-
-    cond do
-      elapsed >= state.linger_us ->
+    case LinkPolicy.on_hint(
+           now_us(),
+           state.last_flush,
+           state.linger_us,
+           state.linger_timer != nil
+         ) do
+      :flush ->
         {:noreply, do_flush(state, :idle)}
 
-      state.linger_timer ->
+      :keep_waiting ->
         {:noreply, state}
 
-      true ->
-        # Timers count whole milliseconds: round to the nearest.
-        wait = max(div(state.linger_us - elapsed + 500, 1_000), 1)
+      {:linger, wait} ->
         {:noreply, %{state | linger_timer: Process.send_after(self(), :linger, wait)}}
     end
   end
@@ -222,37 +232,36 @@ defmodule Jido.Distributed.Transport.Link do
 
   def handle_info({:distance_class, node, class}, %{node: node} = state) do
     size = Optimizer.batch_size(class, Options.get(:batch_sizes))
-    :atomics.put(state.notify, 2, size)
+    LinkRow.put_batch_size(state.flags, size)
     {:noreply, %{state | batch_size: size}}
   end
 
   def handle_info(:linger, state),
     do: {:noreply, do_flush(%{state | linger_timer: nil}, :timeout)}
 
-  def handle_info({:ack, epoch, upto, gap?}, %{epoch: epoch} = state) do
-    {released, _base} = LinkBuffer.ack(state.buffer, upto)
-    :counters.add(state.counters, LinkStore.counter(:acks), 1)
-
-    state =
-      if released > 0,
-        do: %{state | last_progress: now_ms()},
-        else: state
-
-    Telemetry.emit([:link, :ack], %{signals: released}, %{node: state.node, seq: upto})
-    state = if gap?, do: retransmit_after_gap(state, upto), else: state
-    {:noreply, state}
+  def handle_info(msg, state) when is_ack_message(msg) do
+    case Wire.parse_ack(msg) do
+      {:ok, %{epoch: epoch} = ack} when epoch == state.epoch -> {:noreply, on_ack(state, ack)}
+      # An ack of a previous buffer (this node restarted since): stale.
+      {:ok, _stale} -> {:noreply, state}
+      :error -> {:noreply, malformed(state, msg)}
+    end
   end
-
-  def handle_info({:ack, _stale_epoch, _upto, _gap?}, state), do: {:noreply, state}
 
   def handle_info(:check, state) do
     state = %{state | check_timer: nil}
     %{unacked_frames: unacked} = LinkBuffer.stats(state.buffer)
+    now = now_ms()
 
     state =
-      if unacked > 0 and state.connected and
-           now_ms() - state.last_progress >= state.retransmit_ms,
-         do: retransmit(%{state | last_progress: now_ms()}, :timeout),
+      if LinkPolicy.retransmit_due?(
+           unacked,
+           state.connected,
+           now,
+           state.last_progress,
+           state.retransmit_ms
+         ),
+         do: retransmit(%{state | last_progress: now}, :timeout),
          else: state
 
     {:noreply, arm_check(state)}
@@ -272,18 +281,18 @@ defmodule Jido.Distributed.Transport.Link do
     state = %{state | reconnect_timer: nil}
     connected = state.node in Node.list([:visible, :hidden])
 
-    cond do
-      connected ->
+    case LinkPolicy.on_reconnect(connected, holds_data?(state)) do
+      :resume ->
         {:noreply, resume(%{state | connected: true})}
 
-      holds_data?(state) ->
+      :connect ->
         # Connecting can block for the whole setup time on a dead network:
         # never block the Link on it, and never start a second attempt
         # while one is under way.
         NodeCheck.connect(state.node, :unbounded)
         {:noreply, schedule_reconnect(state)}
 
-      true ->
+      :idle ->
         # Nothing to deliver: wait for the next signal or a nodeup.
         {:noreply, state}
     end
@@ -295,6 +304,23 @@ defmodule Jido.Distributed.Transport.Link do
   end
 
   ## Internals
+
+  defp on_ack(state, %{upto: upto, gap?: gap?}) do
+    {released, _base} = LinkBuffer.ack(state.buffer, upto)
+    :counters.add(state.counters, LinkRow.counter(:acks), 1)
+    state = if released > 0, do: %{state | last_progress: now_ms()}, else: state
+    Telemetry.emit([:link, :ack], %{signals: released}, %{node: state.node, seq: upto})
+    if gap?, do: retransmit_after_gap(state, upto), else: state
+  end
+
+  # Acks come from other nodes: a malformed one is counted with the
+  # Receiver's malformed messages, never a crash.
+  defp malformed(state, msg) do
+    Inbound.count(LinkStore.inbound(), :malformed)
+    Logger.warning("#{inspect(__MODULE__)} dropped a malformed ack: #{inspect(msg, limit: 5)}")
+    Telemetry.emit([:receiver, :malformed], %{count: 1}, %{reason: :bad_message})
+    state
+  end
 
   # After (re)connecting: everything unacked again, then whatever is pending.
   defp resume(%{connected: false} = state), do: schedule_reconnect(state)
@@ -320,7 +346,7 @@ defmodule Jido.Distributed.Transport.Link do
     if state.linger_timer, do: Process.cancel_timer(state.linger_timer)
     # Clear the wake-up flag before draining: a push after this point sends
     # a new hint, so nothing pushed is left waiting.
-    :atomics.put(state.notify, 1, 0)
+    LinkRow.clear_wake(state.flags)
     %{pending_bytes: pending_bytes, unacked_frames: unacked} = LinkBuffer.stats(state.buffer)
     state = if unacked == 0, do: %{state | last_progress: now_ms()}, else: state
 
@@ -348,9 +374,9 @@ defmodule Jido.Distributed.Transport.Link do
       {:ok, taken} ->
         send_frame(state, taken.seq, taken.base, taken.frame, taken.atoms)
         c = state.counters
-        :counters.add(c, LinkStore.counter(:frames), 1)
-        :counters.add(c, LinkStore.counter(:raw_bytes), taken.raw_bytes)
-        :counters.add(c, LinkStore.counter(:wire_bytes), byte_size(taken.frame))
+        :counters.add(c, LinkRow.counter(:frames), 1)
+        :counters.add(c, LinkRow.counter(:raw_bytes), taken.raw_bytes)
+        :counters.add(c, LinkRow.counter(:wire_bytes), byte_size(taken.frame))
 
         drain(
           state,
@@ -361,13 +387,8 @@ defmodule Jido.Distributed.Transport.Link do
     end
   end
 
-  defp send_frame(state, seq, base, frame, atoms) do
-    :erlang.send(
-      {Receiver, state.node},
-      {:jido_frame, node(), state.epoch, seq, base, frame, atoms},
-      [:noconnect]
-    )
-  end
+  defp send_frame(state, seq, base, frame, atoms),
+    do: Wire.send_frame(Receiver, state.node, self(), state.epoch, seq, base, frame, atoms)
 
   defp retransmit(%{connected: false} = state, _why), do: state
 
@@ -381,7 +402,7 @@ defmodule Jido.Distributed.Transport.Link do
 
         Enum.each(frames, fn {seq, frame, atoms} -> send_frame(state, seq, base, frame, atoms) end)
 
-        :counters.add(state.counters, LinkStore.counter(:retransmits), length(frames))
+        :counters.add(state.counters, LinkRow.counter(:retransmits), length(frames))
 
         Telemetry.emit([:link, :retransmit], %{frames: length(frames)}, %{
           node: state.node,
@@ -395,22 +416,18 @@ defmodule Jido.Distributed.Transport.Link do
   # A gap report names the last frame the receiver delivered; everything
   # after it is sent again, at most once per gap position in a short window.
   defp retransmit_after_gap(state, upto) do
-    now = now_ms()
-
-    case state.last_gap do
-      {^upto, at} when now - at < 100 -> state
-      _ -> retransmit(%{state | last_gap: {upto, now}}, :gap)
+    case LinkPolicy.gap_retransmit(upto, now_ms(), state.last_gap) do
+      {true, last_gap} -> retransmit(%{state | last_gap: last_gap}, :gap)
+      false -> state
     end
   end
 
   defp arm_check(%{check_timer: nil} = state) do
     %{unacked_frames: unacked} = LinkBuffer.stats(state.buffer)
 
-    if unacked > 0 do
-      interval = max(div(state.retransmit_ms, 4), 10)
-      %{state | check_timer: Process.send_after(self(), :check, interval)}
-    else
-      state
+    case LinkPolicy.check_interval(unacked, state.retransmit_ms) do
+      nil -> state
+      interval -> %{state | check_timer: Process.send_after(self(), :check, interval)}
     end
   end
 

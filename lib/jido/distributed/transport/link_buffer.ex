@@ -17,6 +17,7 @@ defmodule Jido.Distributed.Transport.LinkBuffer do
   """
 
   alias Jido.Distributed.Native
+  require Native
 
   @enforce_keys [:ref]
   defstruct [:ref]
@@ -33,8 +34,6 @@ defmodule Jido.Distributed.Transport.LinkBuffer do
           entries: pos_integer(),
           raw_bytes: non_neg_integer()
         }
-
-  @dirty_bytes 64 * 1024
 
   @doc """
   Creates an empty buffer.
@@ -79,16 +78,13 @@ defmodule Jido.Distributed.Transport.LinkBuffer do
   @doc """
   Frames up to `max_entries` pending entries (at most `max_bytes` of them,
   but at least one) under the next sequence number. `:empty` when nothing is
-  pending. Large takes run on a dirty scheduler.
+  pending. Large takes run on a dirty scheduler: the buffer measures what
+  it is about to frame, so `_pending_bytes` (kept for callers that pass it)
+  is not needed.
   """
   @spec take(t(), pos_integer(), pos_integer(), non_neg_integer()) :: {:ok, taken()} | :empty
-  def take(%__MODULE__{ref: ref}, max_entries, max_bytes, pending_bytes \\ 0) do
-    result =
-      if pending_bytes > @dirty_bytes,
-        do: Native.buffer_take_dirty(ref, max_entries, max_bytes),
-        else: Native.buffer_take(ref, max_entries, max_bytes)
-
-    case result do
+  def take(%__MODULE__{ref: ref}, max_entries, max_bytes, _pending_bytes \\ 0) do
+    case Native.scheduled(Native.buffer_take(ref, max_entries, max_bytes)) do
       {:ok, :empty} ->
         :empty
 

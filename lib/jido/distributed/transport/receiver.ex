@@ -1,7 +1,10 @@
 defmodule Jido.Distributed.Transport.Receiver do
   @moduledoc """
   One per node, registered under this module's name: receives frames from
-  other nodes' Links, delivers their signals once and in order, and acks.
+  other nodes' Links, delivers their signals once and in order, and acks
+  straight to the Link that sent them (the frame carries its pid; see
+  `Jido.Distributed.Transport.Wire` for both messages). It only receives:
+  it never sends frames nor relays acks.
 
   Sequencing and delivery happen in `Jido.Distributed.Transport.Inbound`,
   whose state (per origin node: sender epoch, last frame delivered, entries
@@ -24,7 +27,9 @@ defmodule Jido.Distributed.Transport.Receiver do
   Acks are cumulative and batched: one per origin per `ack_delay_ms`, or at
   once after `ack_every` frames. Anything malformed (a message of the wrong
   shape, a frame that does not decode, an entry that is not
-  `{destination, message}`) is counted and logged, never a crash.
+  `{destination, message}`) is counted and logged, never a crash. An ack
+  to a Link that has restarted meanwhile is lost; the new Link sends its
+  unacked frames again at start, and their acks go to it.
 
   The session of an origin that went down is forgotten after
   `session_grace_ms` if the origin had confirmed (by the `base` of its
@@ -37,7 +42,7 @@ defmodule Jido.Distributed.Transport.Receiver do
 
   alias Jido.Distributed.Options
   alias Jido.Distributed.Telemetry
-  alias Jido.Distributed.Transport.{Inbound, LinkStore}
+  alias Jido.Distributed.Transport.{Inbound, LinkStore, Wire}
 
   # How often (1 ms apart) a frame is tried again while a killed
   # Receiver's delivery still holds the origin's lock.
@@ -82,7 +87,7 @@ defmodule Jido.Distributed.Transport.Receiver do
        ack_every: opts[:ack_every],
        session_grace_ms: opts[:session_grace_ms],
        session_ttl_ms: opts[:session_ttl_ms],
-       # origin => {epoch, frames since last ack, gap?}
+       # origin => {epoch, frames since last ack, gap?, link to ack}
        unacked: %{},
        ack_timer: nil,
        last_gap: %{}
@@ -93,25 +98,6 @@ defmodule Jido.Distributed.Transport.Receiver do
   def handle_continue(:expire, state), do: {:noreply, expire_sessions(state)}
 
   @impl true
-  # `_atoms` lists the atoms in the frame; receiving the message made the
-  # distribution layer create them, so the safe decode accepts them.
-  def handle_info({:jido_frame, origin, epoch, seq, base, frame, _atoms}, state)
-      when is_atom(origin) and is_integer(epoch) and epoch > 0 and is_integer(seq) and seq > 0 and
-             is_integer(base) and base > 0 and base <= seq and is_binary(frame) do
-    header = %{origin: origin, epoch: epoch, seq: seq, base: base}
-    {:noreply, receive_frame(state, header, frame, @busy_retries)}
-  end
-
-  def handle_info({:jido_ack, from, epoch, upto, gap?}, state)
-      when is_atom(from) and is_integer(epoch) and is_integer(upto) and is_boolean(gap?) do
-    case LinkStore.lookup(from) do
-      {_, _, _, _, _, pid} when is_pid(pid) -> send(pid, {:ack, epoch, upto, gap?})
-      _ -> :ok
-    end
-
-    {:noreply, state}
-  end
-
   def handle_info(:send_acks, state), do: {:noreply, send_acks(%{state | ack_timer: nil})}
 
   def handle_info(:expire_sessions, state), do: {:noreply, expire_sessions(state)}
@@ -126,7 +112,14 @@ defmodule Jido.Distributed.Transport.Receiver do
     {:noreply, state}
   end
 
-  def handle_info(other, state) do
+  def handle_info(msg, state) do
+    case Wire.parse_frame(msg) do
+      {:ok, header, frame} -> {:noreply, receive_frame(state, header, frame, @busy_retries)}
+      :error -> {:noreply, malformed(state, msg)}
+    end
+  end
+
+  defp malformed(state, other) do
     Inbound.count(state.store, :malformed)
 
     Logger.warning(
@@ -134,18 +127,18 @@ defmodule Jido.Distributed.Transport.Receiver do
     )
 
     Telemetry.emit([:receiver, :malformed], %{count: 1}, %{reason: :bad_message})
-    {:noreply, state}
+    state
   end
 
   defp receive_frame(state, header, frame, retries) do
-    %{origin: origin, epoch: epoch, seq: seq} = header
+    %{origin: origin, seq: seq} = header
 
     case Inbound.deliver(state.store, header, frame, state.max_frame_size) do
       {status, _delivered} when status in [:ok, :duplicate] ->
-        schedule_ack(state, origin, epoch, false)
+        schedule_ack(state, header, false)
 
       {:gap, delivered} ->
-        gap_ack(state, origin, epoch, delivered)
+        gap_ack(state, header, delivered)
 
       {:busy, _} when retries > 0 ->
         # A delivery started by a Receiver that was killed meanwhile still
@@ -177,14 +170,14 @@ defmodule Jido.Distributed.Transport.Receiver do
     System.monotonic_time(:millisecond) - start
   end
 
-  defp schedule_ack(state, origin, epoch, gap?) do
+  defp schedule_ack(state, %{origin: origin, epoch: epoch, link: link}, gap?) do
     frames =
       case state.unacked do
-        %{^origin => {^epoch, n, _}} -> n + 1
+        %{^origin => {^epoch, n, _, _}} -> n + 1
         _ -> 1
       end
 
-    state = %{state | unacked: Map.put(state.unacked, origin, {epoch, frames, gap?})}
+    state = %{state | unacked: Map.put(state.unacked, origin, {epoch, frames, gap?, link})}
 
     cond do
       frames >= state.ack_every or state.ack_delay_ms == 0 -> send_ack(state, origin)
@@ -194,7 +187,7 @@ defmodule Jido.Distributed.Transport.Receiver do
   end
 
   # Gap acks go at once, but once per gap position per 50 ms.
-  defp gap_ack(state, origin, epoch, delivered) do
+  defp gap_ack(state, %{origin: origin, epoch: epoch, link: link}, delivered) do
     now = System.monotonic_time(:millisecond)
 
     case state.last_gap do
@@ -203,7 +196,7 @@ defmodule Jido.Distributed.Transport.Receiver do
 
       _ ->
         state = %{state | last_gap: Map.put(state.last_gap, origin, {delivered, now})}
-        state = %{state | unacked: Map.put(state.unacked, origin, {epoch, 0, true})}
+        state = %{state | unacked: Map.put(state.unacked, origin, {epoch, 0, true, link})}
         send_ack(state, origin)
     end
   end
@@ -213,10 +206,10 @@ defmodule Jido.Distributed.Transport.Receiver do
   end
 
   defp send_ack(state, origin) do
-    {epoch, _frames, gap?} = Map.fetch!(state.unacked, origin)
+    {epoch, _frames, gap?, link} = Map.fetch!(state.unacked, origin)
 
     delivered = Inbound.delivered(state.store, origin, epoch)
-    :erlang.send({__MODULE__, origin}, {:jido_ack, node(), epoch, delivered, gap?}, [:noconnect])
+    Wire.send_ack(link, epoch, delivered, gap?)
     Inbound.count(state.store, :acks_sent)
     %{state | unacked: Map.delete(state.unacked, origin)}
   end

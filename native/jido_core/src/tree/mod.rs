@@ -69,8 +69,6 @@ mod planner;
 #[cfg(test)]
 mod tests;
 
-use thiserror::Error;
-
 /// The fanout used when the caller has no preference.
 pub const DEFAULT_FANOUT: u32 = 4;
 
@@ -113,36 +111,19 @@ impl<L> Member<L> {
     }
 }
 
-/// Why a tree could not be planned or repaired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-pub enum PlanError {
-    /// The fanout is 0.
-    #[error("fanout must be at least 1")]
-    BadFanout,
-    /// The root index is outside the member list.
-    #[error("the root is not a member")]
-    RootNotMember,
-    /// More members than `u32` ids can name.
-    #[error("too many members")]
-    TooManyMembers,
-    /// [`Tree::adopt`] was asked to remove the root.
-    #[error("the root cannot be removed")]
-    RootRemoved,
-    /// A node index outside the member list.
-    #[error("unknown node")]
-    UnknownNode,
-}
-
-impl PlanError {
-    /// A short snake_case name, used as the Elixir error atom.
-    pub fn name(self) -> &'static str {
-        match self {
-            PlanError::BadFanout => "bad_fanout",
-            PlanError::RootNotMember => "root_not_member",
-            PlanError::TooManyMembers => "too_many_members",
-            PlanError::RootRemoved => "root_removed",
-            PlanError::UnknownNode => "unknown_node",
-        }
+crate::named_error! {
+    /// Why a tree could not be planned or repaired.
+    pub enum PlanError {
+        /// The fanout is 0.
+        BadFanout => ("bad_fanout", "fanout must be at least 1"),
+        /// The root index is outside the member list.
+        RootNotMember => ("root_not_member", "the root is not a member"),
+        /// More members than `u32` ids can name.
+        TooManyMembers => ("too_many_members", "too many members"),
+        /// [`Tree::adopt`] was asked to remove the root.
+        RootRemoved => ("root_removed", "the root cannot be removed"),
+        /// A node index outside the member list.
+        UnknownNode => ("unknown_node", "unknown node"),
     }
 }
 

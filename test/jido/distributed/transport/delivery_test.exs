@@ -2,7 +2,7 @@ defmodule Jido.Distributed.Transport.DeliveryTest do
   use Jido.Distributed.ClusterCase
 
   alias Jido.Distributed.Test.{Collector, Load}
-  alias Jido.Distributed.Transport.Receiver
+  alias Jido.Distributed.Transport.{Receiver, Wire}
 
   @moduletag timeout: 180_000
 
@@ -126,14 +126,20 @@ defmodule Jido.Distributed.Transport.DeliveryTest do
     before = Cluster.rpc(b, Receiver, :stats, [])
     {:ok, valid_frame} = Jido.Distributed.Frame.encode([{collector, {:signal, :x}}])
 
+    # Frames claim to come from a process on `a` (the origin is the node
+    # of the sending Link's pid).
+    link = Cluster.rpc(a, :erlang, :self, [])
+    %{epoch: epoch, delivered: delivered} = before.origins[a]
+
     garbage = [
       :garbage,
-      {:jido_frame, a, 1, 1, 1, "not a frame", []},
-      {:jido_frame, a, before.origins[a].epoch, before.origins[a].delivered + 1, 1,
-       binary_part(valid_frame, 0, 20), []},
+      Wire.frame(link, 1, 1, 1, "not a frame", []),
+      Wire.frame(link, epoch, delivered + 1, 1, binary_part(valid_frame, 0, 20), []),
       {:jido_frame, "a", :x, -1, 0, 42, []},
-      {:jido_frame, a, 1, 1, 1, "old shape"},
-      {:jido_ack, 1, 2, 3, 4}
+      {:jido_frame, a, 1, 1, 1, "origin instead of the Link's pid", []},
+      {:jido_frame, link, 1, 1, 1, "old shape"},
+      {:jido_ack, 1, 2, 3, 4},
+      Wire.ack(1, 2, false)
     ]
 
     for msg <- garbage, do: send({Receiver, b}, msg)
@@ -156,6 +162,44 @@ defmodule Jido.Distributed.Transport.DeliveryTest do
     assert {:ok, _} = Collector.await_total([collector], 2, 10_000)
   end
 
+  test "acks go straight to the sending Link, not through its node's Receiver" do
+    [a, b] = start_cluster(2)
+    collector = Collector.start(b)
+    # With the sender's own Receiver suspended, acks still release the frames.
+    receiver_a = Cluster.rpc(a, Process, :whereis, [Receiver])
+    :ok = Cluster.rpc(a, :sys, :suspend, [receiver_a])
+
+    try do
+      for seq <- 1..20 do
+        signal = %{id: "#{seq}", type: "t", data: %{sender: :a, seq: seq}}
+        assert :ok = Cluster.rpc(a, Jido.Distributed, :send, [collector, signal])
+      end
+
+      assert {:ok, _} = Collector.await_total([collector], 20, 10_000)
+
+      assert wait_until(fn ->
+               link = Cluster.rpc(a, Jido.Distributed, :stats, []).links[b]
+               link.acks > 0 and link.buffer.unacked_frames == 0
+             end)
+    after
+      Cluster.rpc(a, :sys, :resume, [receiver_a])
+    end
+  end
+
+  defp wait_until(fun, deadline_ms \\ 15_000) do
+    cond do
+      fun.() ->
+        true
+
+      deadline_ms <= 0 ->
+        false
+
+      true ->
+        Process.sleep(50)
+        wait_until(fun, deadline_ms - 50)
+    end
+  end
+
   test "a lone signal on an idle link goes out at once, without waiting for the linger time" do
     [a, b] = start_cluster(2, env: [link: [linger_ms: 60_000]])
     collector = Collector.start(b)
@@ -175,7 +219,7 @@ defmodule Jido.Distributed.Transport.DeliveryTest do
 
     for _ <- 1..3 do
       Process.sleep(150)
-      {_, _, _, _, _, pid} = Cluster.rpc(a, Jido.Distributed.Transport.LinkStore, :lookup, [b])
+      pid = Cluster.rpc(a, Jido.Distributed.Transport.LinkStore, :link_pid, [b])
       Cluster.rpc(a, Process, :exit, [pid, :kill])
     end
 

@@ -2,7 +2,7 @@ defmodule Jido.Distributed.Transport.LinkBufferTest do
   use ExUnit.Case, async: true
   doctest Jido.Distributed.Transport.LinkBuffer
 
-  alias Jido.Distributed.Frame
+  alias Jido.Distributed.{Frame, Native}
   alias Jido.Distributed.Transport.LinkBuffer
 
   test "frames pending entries in order with consecutive sequence numbers until acked" do
@@ -40,5 +40,20 @@ defmodule Jido.Distributed.Transport.LinkBufferTest do
     buf = LinkBuffer.new(10, 10, :drop_oldest)
     assert {:error, :too_large} = LinkBuffer.push(buf, [String.duplicate("x", 11)])
     assert_raise ArgumentError, fn -> LinkBuffer.push(buf, [:not_binary]) end
+  end
+
+  # The size is jido_core::schedule::TAKE_BYTES: what one take would frame.
+  test "a take of more than 64 KiB goes to the dirty twin, which frames it" do
+    buf = LinkBuffer.new(1_000, 10_000_000, :reject)
+    entries = for i <- 1..20, do: :erlang.term_to_binary({:dest, i, String.duplicate("x", 5_000)})
+    assert {:ok, 20, 0} = LinkBuffer.push(buf, entries)
+
+    assert :dirty = Native.buffer_take(buf.ref, 1_000, 1_000_000)
+    assert %{pending_entries: 20, next_seq: 1} = LinkBuffer.stats(buf)
+    assert {:ok, {1, 1, _, _, 5, _}} = Native.buffer_take(buf.ref, 1_000, 30_000)
+
+    assert {:ok, %{seq: 2, entries: 15, frame: frame}} = LinkBuffer.take(buf, 1_000, 1_000_000)
+    assert {:ok, decoded} = Frame.decode(frame)
+    assert Enum.map(decoded, &elem(&1, 1)) == Enum.to_list(6..20)
   end
 end
