@@ -309,6 +309,11 @@ defmodule Jido.Distributed.Monitor.Server do
 
   ## Peers
 
+  # This node itself is never its own peer (a nodeup for it can come when
+  # distribution starts after the Monitor).
+  defp add_peer(state, node, _now, _hello?) when node == node() or node == :nonode@nohost,
+    do: state
+
   defp add_peer(state, node, now, hello?) do
     state =
       if Map.has_key?(state.peers, node),

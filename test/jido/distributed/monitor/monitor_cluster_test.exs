@@ -9,12 +9,21 @@ defmodule Jido.Distributed.MonitorClusterTest do
 
   defp wait_until(what, fun, timeout \\ 10_000) do
     deadline = System.monotonic_time(:millisecond) + timeout
+    wait_loop(what, fun, deadline)
+  end
 
-    Stream.repeatedly(fn -> fun.() end)
-    |> Enum.find(fn ok? ->
-      ok? or System.monotonic_time(:millisecond) > deadline || (Process.sleep(20) && false)
-    end)
-    |> Kernel.||(flunk("timed out waiting for #{what}"))
+  defp wait_loop(what, fun, deadline) do
+    case fun.() do
+      result when result not in [false, nil] ->
+        result
+
+      _ ->
+        if System.monotonic_time(:millisecond) > deadline,
+          do: flunk("timed out waiting for #{what}")
+
+        Process.sleep(20)
+        wait_loop(what, fun, deadline)
+    end
   end
 
   defp status(on, node), do: Cluster.rpc(on, Monitor, :status, [node])
@@ -97,7 +106,9 @@ defmodule Jido.Distributed.MonitorClusterTest do
 
     details = Cluster.rpc(a, Monitor, :stats, [])
     assert details.peers[b].udp and details.peers[c].udp
-    assert details.peers[b].class in [:same_zone, :same_region, :remote]
+    # Classes come from 3 RTT samples (one a second).
+    wait_until("a measured class", fn -> Cluster.rpc(a, Monitor, :class, [b]) end, 15_000)
+    assert Cluster.rpc(a, Monitor, :class, [b]) in [:same_zone, :same_region, :remote]
   end
 
   test "garbage over distribution and UDP changes a counter, nothing else" do
