@@ -16,7 +16,7 @@ defmodule Jido.Distributed.Application do
         Directory.Store,
         %{id: :pg, start: {:pg, :start_link, [Directory.scope()]}},
         Directory,
-        Jido.Distributed.TreeBroadcast
+        Jido.Distributed.Broadcast.Supervisor
       ] ++ if(opts[:relay], do: [{Jido.Distributed.Relay, opts[:relay]}], else: [])
 
     Supervisor.start_link(children, strategy: :rest_for_one, name: Jido.Distributed.Supervisor)

@@ -88,7 +88,6 @@ defmodule Jido.Distributed.Transport.LinkStore do
 
     :ets.new(@store, [:named_table, :protected, :set, read_concurrency: true])
     :ets.insert(@store, {:inbound, Inbound.new()})
-    :ets.new(Jido.Distributed.TreeBroadcast.subscriptions_table(), [:named_table, :public, :bag])
     :ok = :net_kernel.monitor_nodes(true, node_type: :all)
     # After subscribing: a node that comes up from here on is seen either way.
     :ok = NodeCheck.create_tables()

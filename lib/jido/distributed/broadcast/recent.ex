@@ -1,4 +1,4 @@
-defmodule Jido.Distributed.TreeBroadcast.Recent do
+defmodule Jido.Distributed.Broadcast.Recent do
   @moduledoc """
   A bounded memory of recent broadcast ids, each with a value (its outcome
   on this node), bounded both by count and by age. Pure data.
@@ -10,7 +10,7 @@ defmodule Jido.Distributed.TreeBroadcast.Recent do
   that stops receiving broadcasts keeps its last ids until the next call
   to one of them.
 
-      iex> alias Jido.Distributed.TreeBroadcast.Recent
+      iex> alias Jido.Distributed.Broadcast.Recent
       iex> r = Recent.new(2, 1_000)
       iex> r = r |> Recent.put(:a, 1, 0) |> Recent.put(:b, 2, 10) |> Recent.put(:c, 3, 20)
       iex> {Recent.get(r, :a), Recent.get(r, :c), Recent.size(r)}
@@ -65,7 +65,7 @@ defmodule Jido.Distributed.TreeBroadcast.Recent do
   `put/4` does for each, in one step: those not remembered yet are
   forgotten together, when the oldest of them would be.
 
-      iex> alias Jido.Distributed.TreeBroadcast.Recent
+      iex> alias Jido.Distributed.Broadcast.Recent
       iex> r = Recent.new(3, 1_000) |> Recent.put(:a, 1, 0) |> Recent.put_all([:b, :c], 2, 5)
       iex> {Recent.get(r, :a), Recent.get(r, :c)}
       {1, 2}

@@ -1,8 +1,8 @@
-defmodule Jido.Distributed.TreeBroadcast.SessionTest do
+defmodule Jido.Distributed.Broadcast.SessionTest do
   use ExUnit.Case, async: true
-  doctest Jido.Distributed.TreeBroadcast.Session
+  doctest Jido.Distributed.Broadcast.Session
 
-  alias Jido.Distributed.TreeBroadcast.Session
+  alias Jido.Distributed.Broadcast.Session
 
   # root a; b has children d, e; c is a leaf; d has child f.
   @tree {:a@h, [{:b@h, [{:d@h, [{:f@h, []}]}, {:e@h, []}]}, {:c@h, []}]}

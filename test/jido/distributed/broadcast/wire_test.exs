@@ -1,9 +1,9 @@
-defmodule Jido.Distributed.TreeBroadcast.WireTest do
+defmodule Jido.Distributed.Broadcast.WireTest do
   # Node-free. Random cases use ExUnit's seed (`mix test --seed N` repeats them).
   use ExUnit.Case, async: true
-  doctest Jido.Distributed.TreeBroadcast.Wire
+  doctest Jido.Distributed.Broadcast.Wire
 
-  alias Jido.Distributed.TreeBroadcast.Wire
+  alias Jido.Distributed.Broadcast.Wire
 
   @me :me@h
   @id {:r@h, 3, 7}

@@ -1,8 +1,9 @@
-defmodule Jido.Distributed.TreeBroadcast.Session do
+defmodule Jido.Distributed.Broadcast.Session do
   @moduledoc """
   What one node knows about one broadcast while its subtree is in flight:
   the children it sent to, what they reported, and who to report to. Pure
-  data; `Jido.Distributed.TreeBroadcast` performs the sends and timers.
+  data; `Jido.Distributed.Broadcast.Protocol` decides what follows from it and
+  `Jido.Distributed.Broadcast.Server` performs the sends and timers.
 
   A child is *pending* from the moment it is sent the frame (at a time the
   caller passes, for `overdue/2`), first `:sent`, then `:received` once it
@@ -34,7 +35,7 @@ defmodule Jido.Distributed.TreeBroadcast.Session do
   alone whatever it reports: it may report a whole subtree it got from its
   first parent, which reports through that parent.
 
-      iex> alias Jido.Distributed.TreeBroadcast.Session
+      iex> alias Jido.Distributed.Broadcast.Session
       iex> s = Session.new(:id, :a@h, true)
       iex> s = s |> Session.sent({:b@h, [{:d@h, []}]}) |> Session.sent({:c@h, []})
       iex> {s, adopted} = Session.fail(s, :b@h)
@@ -131,7 +132,7 @@ defmodule Jido.Distributed.TreeBroadcast.Session do
   Records that the children at the top of `subtrees` were sent the frame
   at `now`, as `sent/3` does for each.
 
-      iex> alias Jido.Distributed.TreeBroadcast.Session
+      iex> alias Jido.Distributed.Broadcast.Session
       iex> s = Session.new(:id, :a@h, true)
       iex> Session.sent_all(s, [{:b@h, []}, {:c@h, []}], 5) ==
       ...>   s |> Session.sent({:b@h, []}, 5) |> Session.sent({:c@h, []}, 5)
@@ -163,7 +164,7 @@ defmodule Jido.Distributed.TreeBroadcast.Session do
   failed, counts the child alone (see the module doc); a report from a
   child handed up, and any other report, is ignored.
 
-      iex> alias Jido.Distributed.TreeBroadcast.Session
+      iex> alias Jido.Distributed.Broadcast.Session
       iex> s = Session.new(:id, :a@h, true) |> Session.sent({:b@h, [{:c@h, []}]})
       iex> {s, [{:c@h, []}]} = Session.fail(s, :b@h)
       iex> s = Session.sent(s, {:c@h, []})
@@ -208,7 +209,7 @@ defmodule Jido.Distributed.TreeBroadcast.Session do
   counted missing on the root and handed up elsewhere (`handed_up?/2`).
   `{s, []}` if `child` is not pending.
 
-      iex> alias Jido.Distributed.TreeBroadcast.Session
+      iex> alias Jido.Distributed.Broadcast.Session
       iex> s = Session.new(:id, :b@h, true, :a@h) |> Session.sent({:c@h, [{:d@h, []}]})
       iex> {s, [{:d@h, []}]} = Session.fail(s, :c@h)
       iex> {Session.handed_up?(s, :c@h), Session.result(s)}
@@ -254,7 +255,7 @@ defmodule Jido.Distributed.TreeBroadcast.Session do
   itself taken from a retry (it is counted alone), or `node` is this node
   or already pending or failed here.
 
-      iex> alias Jido.Distributed.TreeBroadcast.Session
+      iex> alias Jido.Distributed.Broadcast.Session
       iex> s = Session.new(:id, :a@h, true) |> Session.sent({:b@h, [{:c@h, []}]})
       iex> {:ok, s} = Session.retry(s, :b@h, :c@h, 0)
       iex> Session.retry(s, :c@h, :d@h, 0)
@@ -281,7 +282,7 @@ defmodule Jido.Distributed.TreeBroadcast.Session do
   The pending children that have not confirmed receipt and were sent the
   frame at or before `sent_by`.
 
-      iex> alias Jido.Distributed.TreeBroadcast.Session
+      iex> alias Jido.Distributed.Broadcast.Session
       iex> s = Session.new(:id, :a@h, true)
       iex> s = s |> Session.sent({:b@h, []}, 10) |> Session.sent({:c@h, []}, 20) |> Session.sent({:d@h, []}, 10)
       iex> s |> Session.received(:d@h) |> Session.overdue(15)
@@ -296,7 +297,7 @@ defmodule Jido.Distributed.TreeBroadcast.Session do
   Ends the wait: every pending child's whole subtree is counted missing,
   except a child that confirmed receipt, which is counted delivered.
 
-      iex> alias Jido.Distributed.TreeBroadcast.Session
+      iex> alias Jido.Distributed.Broadcast.Session
       iex> s = Session.new(:id, :a@h, true)
       iex> s = s |> Session.sent({:b@h, [{:c@h, []}]}) |> Session.sent({:d@h, []}) |> Session.received(:b@h)
       iex> Session.result(Session.expire(s))

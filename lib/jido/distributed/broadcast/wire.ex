@@ -1,7 +1,7 @@
-defmodule Jido.Distributed.TreeBroadcast.Wire do
+defmodule Jido.Distributed.Broadcast.Wire do
   @moduledoc """
   The messages of tree broadcast that cross nodes: built here, and checked
-  here before `Jido.Distributed.TreeBroadcast` uses them. Any node can send
+  here before `Jido.Distributed.Broadcast.Server` uses them. Any node can send
   anything to a registered name, so every such message is hostile input:
   `check/2` and `check_start/2` look at the whole shape, bounded, and
   answer `:ok` or `{:error, reason}`; they never raise. Pure, except
@@ -32,7 +32,7 @@ defmodule Jido.Distributed.TreeBroadcast.Wire do
   list holds at most 65,536 atoms; a report at most 65,536 missing nodes;
   an acks message at most 4,096 acks. Larger ones are refused.
 
-      iex> alias Jido.Distributed.TreeBroadcast.Wire
+      iex> alias Jido.Distributed.Broadcast.Wire
       iex> message = Wire.bcast({:r@h, 1, 2}, :p@h, "frame", [:type], {:me@h, [{:c@h, []}]}, 900)
       iex> Wire.check(message, :me@h)
       :ok
@@ -115,13 +115,29 @@ defmodule Jido.Distributed.TreeBroadcast.Wire do
   # --- sending ----------------------------------------------------------------------
 
   @doc """
+  The name every node's broadcast process is registered under (the
+  public module's name, so that nodes of any version find it).
+  """
+  @spec name() :: atom()
+  def name, do: Jido.Distributed.TreeBroadcast
+
+  @doc """
+  The start of a broadcast rooted at this node, sent by the caller to its
+  own broadcast process (see `check_start/2`).
+  """
+  @spec start(id(), map(), non_neg_integer(), tree(), pos_integer(), pos_integer()) ::
+          {:start, id(), map(), non_neg_integer(), tree(), pos_integer(), pos_integer()}
+  def start(id, signal, size, tree, timeout_ms, fanout),
+    do: {:start, id, signal, size, tree, timeout_ms, fanout}
+
+  @doc """
   Sends `message` to the broadcast process of `node`, without trying to
   connect. Returns `:noconnect` when `node` is not connected, also for a
   destination that is not a node name at all (it never raises).
   """
   @spec send_to(node(), term()) :: :ok | :noconnect
   def send_to(node, message) when is_atom(node) do
-    :erlang.send({Jido.Distributed.TreeBroadcast, node}, message, [:noconnect])
+    :erlang.send({name(), node}, message, [:noconnect])
   rescue
     ArgumentError -> :noconnect
   end
@@ -135,7 +151,7 @@ defmodule Jido.Distributed.TreeBroadcast.Wire do
   `me` or an acks message, each with every part of the expected shape and
   within bounds; otherwise `{:error, reason}`.
 
-      iex> alias Jido.Distributed.TreeBroadcast.Wire
+      iex> alias Jido.Distributed.Broadcast.Wire
       iex> Wire.check(Wire.acks(:c@h, [{:done, {:r@h, 0, 1}, -1, []}]), :me@h)
       {:error, :bad_ack}
       iex> Wire.check({:hello, :there}, :me@h)
@@ -189,7 +205,7 @@ defmodule Jido.Distributed.TreeBroadcast.Wire do
   True for a tree of node atoms, `{node, [subtree]}`, within the bounds
   (see "Bounds").
 
-      iex> alias Jido.Distributed.TreeBroadcast.Wire
+      iex> alias Jido.Distributed.Broadcast.Wire
       iex> Wire.tree?({:a@h, [{:b@h, []}, {:c@h, [{:d@h, []}]}]})
       true
       iex> Wire.tree?({:a@h, [{:b@h, []} | :c@h]})

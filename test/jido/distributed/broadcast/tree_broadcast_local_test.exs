@@ -418,6 +418,23 @@ defmodule Jido.Distributed.TreeBroadcastLocalTest do
     end
   end
 
+  test "a restarted broadcast process writes no persistent_term; callers get its new instance" do
+    {:ok, {_, instance, _}} = TreeBroadcast.broadcast(signal(type("i")), nodes: [], await: false)
+
+    terms = Enum.sort(:persistent_term.get())
+    old = Process.whereis(TreeBroadcast)
+    Process.exit(old, :kill)
+    wait_until(fn -> Process.whereis(TreeBroadcast) not in [nil, old] end, 200)
+
+    # The same caller (its cached context is of an older generation).
+    {:ok, {_, new_instance, _} = id} =
+      TreeBroadcast.broadcast(signal(type("i")), nodes: [], await: false)
+
+    assert new_instance != instance
+    assert TreeBroadcast.await(id, 5_000) == {:ok, %{delivered: 1, missing: []}}
+    assert Enum.sort(:persistent_term.get()) == terms
+  end
+
   test "child_budget keeps a tenth for the way back" do
     assert TreeBroadcast.child_budget(5_000) == 4_500
     assert TreeBroadcast.child_budget(5) == 4

@@ -1,8 +1,8 @@
-defmodule Jido.Distributed.TreeBroadcast.RecentTest do
+defmodule Jido.Distributed.Broadcast.RecentTest do
   use ExUnit.Case, async: true
-  doctest Jido.Distributed.TreeBroadcast.Recent
+  doctest Jido.Distributed.Broadcast.Recent
 
-  alias Jido.Distributed.TreeBroadcast.Recent
+  alias Jido.Distributed.Broadcast.Recent
 
   test "keeps at most max_size ids, forgetting the oldest" do
     r = Enum.reduce(1..100, Recent.new(10, 1_000_000), &Recent.put(&2, &1, :v, &1))

@@ -34,6 +34,9 @@ defmodule Jido.Distributed.TreePlanner do
     * the plan depends only on the members, their labels and health, the
       root and the fanout — not on the order of the member list.
 
+  This module keeps its public name; its file lives with the rest of the
+  broadcast subsystem (`lib/jido/distributed/broadcast/planner.ex`).
+
   ## Examples
 
       iex> {:ok, tree} = Jido.Distributed.TreePlanner.plan([:a@h, :b@h, :c@h], :a@h, fanout: 2)
