@@ -27,6 +27,7 @@ defmodule Jido.Distributed.Monitor.Server do
 
   alias Jido.Distributed.Monitor.{Peer, Rtt, Wire}
   alias Jido.Distributed.{Options, Telemetry}
+  alias Jido.Distributed.Transport.Link
 
   @table :jido_distributed_monitor
 
@@ -434,12 +435,20 @@ defmodule Jido.Distributed.Monitor.Server do
     state
   end
 
-  # Routing follows reachability with no manual call.
-  defp route(node, event) when event in [:unreachable, :node_down],
-    do: Jido.Router.update_routing_weights(%{node => :infinity})
+  # Routing and Links follow reachability with no manual call.
+  # A Link stops only for `:unreachable` (a connection still up that
+  # carries nothing); a closed connection it sees itself.
+  defp route(node, :unreachable) do
+    Jido.Router.update_routing_weights(%{node => :infinity})
+    Link.reachability(node, false)
+  end
 
-  defp route(node, event) when event in [:recovered, :node_up],
-    do: Jido.Router.update_routing_weights(%{node => nil})
+  defp route(node, :node_down), do: Jido.Router.update_routing_weights(%{node => :infinity})
+
+  defp route(node, event) when event in [:recovered, :node_up] do
+    Jido.Router.update_routing_weights(%{node => nil})
+    Link.reachability(node, true)
+  end
 
   defp route(_node, _event), do: :ok
 

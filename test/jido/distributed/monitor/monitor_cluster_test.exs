@@ -144,4 +144,36 @@ defmodule Jido.Distributed.MonitorClusterTest do
     assert Cluster.rpc(a, Process, :whereis, [Monitor.Server]) == server
     assert status(a, b) == :up
   end
+
+  test "a Link holds signals while its node is unreachable and delivers them once on recovery" do
+    alias Jido.Distributed.Test.{Collector, Load}
+    [a, c] = nodes = start_cluster(2)
+    all_up(nodes)
+    subscribe(a)
+    collectors = for _ <- 1..2, do: Collector.start(c)
+    Load.spawn_sender(a, collectors, :s, 5_000, self(), every: 100, pause_ms: 5)
+    Process.sleep(100)
+    pid = os_pid(c)
+    {_, 0} = System.cmd("kill", ["-STOP", pid])
+
+    try do
+      assert_receive {:topology, ^a, {:unreachable, ^c}}, 3_000
+      frames = fn -> Cluster.rpc(a, Jido.Distributed, :stats, []).links[c].frames end
+      before = frames.()
+      Process.sleep(500)
+      # Nothing is sent into the silent connection meanwhile.
+      assert frames.() == before
+    after
+      System.cmd("kill", ["-CONT", pid])
+    end
+
+    assert_receive {:topology, ^a, {:recovered, ^c}}, 5_000
+    assert_receive {:sender_done, :s, _}, 60_000
+    assert {:ok, _} = Collector.await_total(collectors, 5_000, 30_000)
+    Process.sleep(200)
+    reports = Enum.map(collectors, &Collector.report/1)
+    assert Enum.sum(Enum.map(reports, & &1.received)) == 5_000
+    assert Enum.sum(Enum.map(reports, & &1.distinct)) == 5_000
+    assert Enum.all?(reports, &(&1.violations == 0))
+  end
 end

@@ -6,6 +6,8 @@ defmodule Jido.Distributed.Monitor.PureTest do
   doctest Phi
   doctest Rtt
   doctest Peer
+  doctest Jido.Distributed.Monitor.Wire
+  doctest Jido.Distributed.Monitor
 
   defp regular(d, from, to, every), do: Enum.reduce(from..to//every, d, &Phi.heartbeat(&2, &1))
 
