@@ -10,13 +10,15 @@ defmodule Jido.Distributed.Application do
 
     children =
       [
-        Jido.Distributed.Monitor.Supervisor,
         Jido.Distributed.LocationCache,
         Transport.Supervisor,
         Directory.Store,
         %{id: :pg, start: {:pg, :start_link, [Directory.scope()]}},
         Directory,
-        Jido.Distributed.Broadcast.Supervisor
+        Jido.Distributed.Broadcast.Supervisor,
+        # Last: nothing needs it to start, and a Monitor that keeps failing
+        # must not take the transport's state with it.
+        Jido.Distributed.Monitor.Supervisor
       ] ++ if(opts[:relay], do: [{Jido.Distributed.Relay, opts[:relay]}], else: [])
 
     Supervisor.start_link(children, strategy: :rest_for_one, name: Jido.Distributed.Supervisor)

@@ -224,9 +224,11 @@ defmodule Jido.Distributed.Monitor.Server do
   defp remote(state, msg) do
     case Wire.check(msg) do
       {:ok, message} ->
+        # From a node not connected (any more): sent before a disconnect,
+        # or a forged sender; either way not to be answered.
         if :lists.member(elem(message, 1), Node.list()),
           do: handle_remote(state, message),
-          else: malformed(state, {:message, msg})
+          else: state
 
       :error ->
         malformed(state, {:message, msg})

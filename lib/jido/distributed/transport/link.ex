@@ -117,6 +117,9 @@ defmodule Jido.Distributed.Transport.Link do
     end
 
     :ok
+  rescue
+    # No registry while the transport (re)starts: no Link to tell.
+    ArgumentError -> :ok
   end
 
   @doc "Flushes everything pending for `node` now and waits for it."
