@@ -219,7 +219,13 @@ defmodule Jido.Distributed.Transport.DeliveryTest do
 
     for _ <- 1..3 do
       Process.sleep(150)
-      pid = Cluster.rpc(a, Jido.Distributed.Transport.LinkStore, :link_pid, [b])
+      # The Link restarted by the last kill may not have registered yet.
+      pid =
+        Enum.find_value(1..200, fn _ ->
+          Cluster.rpc(a, Jido.Distributed.Transport.LinkStore, :link_pid, [b]) ||
+            (Process.sleep(5) && nil)
+        end)
+
       Cluster.rpc(a, Process, :exit, [pid, :kill])
     end
 

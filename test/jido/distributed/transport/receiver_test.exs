@@ -68,6 +68,27 @@ defmodule Jido.Distributed.Transport.ReceiverTest do
     assert totals(collectors) == %{received: total, distinct: total, violations: 0}
   end
 
+  test "a Receiver killed again and again in quick succession still loses and repeats nothing" do
+    [a, b] = start_cluster(2)
+    collectors = for _ <- 1..4, do: Collector.start(b)
+    store = Cluster.rpc(b, Process, :whereis, [Jido.Distributed.Transport.LinkStore])
+    Load.spawn_sender(a, collectors, :burst, 20_000, self(), every: 500, pause_ms: 10)
+
+    # Ten kills 100 ms apart: far beyond a default restart intensity.
+    for _ <- 1..10 do
+      Process.sleep(100)
+      old = kill_receiver(b)
+      await_new_receiver(b, old)
+    end
+
+    assert_receive {:sender_done, :burst, _}, 60_000
+    assert {:ok, _} = Collector.await_total(collectors, 20_000, 60_000)
+    Process.sleep(500)
+    assert totals(collectors) == %{received: 20_000, distinct: 20_000, violations: 0}
+    # The state the Receiver keeps outside itself was never restarted with it.
+    assert Cluster.rpc(b, Process, :whereis, [Jido.Distributed.Transport.LinkStore]) == store
+  end
+
   test "counters and sessions survive a Receiver restart" do
     [a, b] = start_cluster(2)
     collector = Collector.start(b)

@@ -1,17 +1,19 @@
 defmodule Jido.Distributed.Transport.SupervisorTest do
   use ExUnit.Case, async: true
 
-  alias Jido.Distributed.Transport.{LinkStore, Receiver}
+  alias Jido.Distributed.Transport.{LinkStore, Receiver, Workers}
+
+  defp child_ids(sup) do
+    sup
+    |> Supervisor.which_children()
+    |> Enum.map(&elem(&1, 0))
+    |> Enum.reverse()
+  end
 
   test "the transport supervisor starts the table owner, registry, Link supervisor and Receiver in order" do
-    ids =
-      Jido.Distributed.Transport.Supervisor
-      |> Supervisor.which_children()
-      |> Enum.map(&elem(&1, 0))
-      |> Enum.reverse()
+    assert child_ids(Jido.Distributed.Transport.Supervisor) == [LinkStore, Workers]
 
-    assert ids == [
-             LinkStore,
+    assert child_ids(Workers) == [
              Jido.Distributed.LinkRegistry,
              Jido.Distributed.LinkSupervisor,
              Receiver
