@@ -15,7 +15,10 @@ defmodule Jido.Distributed.Application do
         Directory.Store,
         %{id: :pg, start: {:pg, :start_link, [Directory.scope()]}},
         Directory,
-        Jido.Distributed.Broadcast.Supervisor
+        Jido.Distributed.Broadcast.Supervisor,
+        # Last: nothing needs it to start, and a Monitor that keeps failing
+        # must not take the transport's state with it.
+        Jido.Distributed.Monitor.Supervisor
       ] ++ if(opts[:relay], do: [{Jido.Distributed.Relay, opts[:relay]}], else: [])
 
     Supervisor.start_link(children, strategy: :rest_for_one, name: Jido.Distributed.Supervisor)

@@ -108,6 +108,85 @@ defmodule Jido.Distributed.Options do
       ],
       doc: "Frame sizes by network distance class: farther nodes get larger batches."
     ],
+    monitor: [
+      type: :keyword_list,
+      default: [],
+      keys: [
+        heartbeat_ms: [
+          type: :pos_integer,
+          default: 100,
+          doc: "Interval of the UDP heartbeats sent to every peer."
+        ],
+        udp_port: [
+          type: :non_neg_integer,
+          default: 0,
+          doc: "UDP port of the heartbeats; `0` picks a free one (peers learn it)."
+        ],
+        suspect_phi: [
+          type: :number,
+          default: 5.0,
+          doc: "Suspicion (phi) at which a silent peer becomes `:suspect`..."
+        ],
+        unreachable_phi: [
+          type: :number,
+          default: 8.0,
+          doc: "...and `:unreachable`."
+        ],
+        min_std_ms: [
+          type: :pos_integer,
+          default: 25,
+          doc: "Lowest deviation of heartbeat intervals the detector assumes."
+        ],
+        indirect_probes: [
+          type: :non_neg_integer,
+          default: 3,
+          doc: "Peers asked whether they still hear a suspect peer."
+        ],
+        indirect_grace_ms: [
+          type: :non_neg_integer,
+          default: 500,
+          doc: "A suspect that others still hear is unreachable only after this much silence."
+        ],
+        stall_ms: [
+          type: :pos_integer,
+          default: 100,
+          doc:
+            "A heartbeat tick this late means this node itself was stalled: " <>
+              "the silence of peers meanwhile is excused."
+        ],
+        down_after_ms: [
+          type: :pos_integer,
+          default: 30_000,
+          doc: "An unreachable peer is `:down` after this long without a sign of life."
+        ],
+        rtt_probe_ms: [
+          type: :pos_integer,
+          default: 1_000,
+          doc: "Interval of RTT pings over distribution."
+        ],
+        gossip_ms: [
+          type: :pos_integer,
+          default: 1_000,
+          doc: "Interval at which each node sends its row of the latency matrix."
+        ],
+        same_zone_rtt_us: [
+          type: :pos_integer,
+          default: 1_000,
+          doc: "Measured RTT up to which a peer is `:same_zone`..."
+        ],
+        same_region_rtt_us: [
+          type: :pos_integer,
+          default: 10_000,
+          doc: "...and `:same_region` (above: `:remote`)."
+        ],
+        class_margin: [
+          type: :number,
+          default: 0.2,
+          doc: "Hysteresis: a class changes only when the RTT is this fraction past a bound."
+        ]
+      ],
+      doc: "Failure detection and latency measurement (`Jido.Distributed.Monitor`)."
+    ],
     receiver: [
       type: :keyword_list,
       default: [],
@@ -352,6 +431,7 @@ defmodule Jido.Distributed.Options do
   defp check_type!(:atom, v, _, _) when is_atom(v), do: v
   defp check_type!(:string, v, _, _) when is_binary(v), do: v
   defp check_type!(:label, v, _, _) when is_binary(v) or is_atom(v), do: v
+  defp check_type!(:number, v, _, _) when is_number(v) and v >= 0, do: v
   defp check_type!(:timeout, v, _, _) when (is_integer(v) and v >= 0) or v == :infinity, do: v
   defp check_type!(:list, v, _, _) when is_list(v), do: v
   defp check_type!(:any, v, _, _), do: v
@@ -381,6 +461,7 @@ defmodule Jido.Distributed.Options do
   defp describe(:atom), do: "an atom"
   defp describe(:string), do: "a string"
   defp describe(:label), do: "a string or an atom"
+  defp describe(:number), do: "a non-negative number"
   defp describe(:timeout), do: "a non-negative integer or :infinity"
   defp describe(:list), do: "a list"
   defp describe(:nodes), do: "a list of node names (atoms such as :\"app@host\")"

@@ -104,6 +104,24 @@ defmodule Jido.Distributed.Transport.Link do
 
   def ensure_started(node), do: raise(ArgumentError, node_message(node))
 
+  @doc """
+  Tells the Link of `node` (if one runs) whether the Monitor can reach the
+  node: while it cannot, the Link sends nothing and keeps every signal;
+  when it can again, the Link sends what is unacked and pending at once.
+  """
+  @spec reachability(node(), boolean()) :: :ok
+  def reachability(node, reachable?) when is_atom(node) and is_boolean(reachable?) do
+    case Registry.lookup(@registry, node) do
+      [{pid, _}] -> send(pid, {:reachability, node, reachable?})
+      [] -> :ok
+    end
+
+    :ok
+  rescue
+    # No registry while the transport (re)starts: no Link to tell.
+    ArgumentError -> :ok
+  end
+
   @doc "Flushes everything pending for `node` now and waits for it."
   @spec flush(node(), timeout()) :: :ok
   def flush(node, timeout \\ 5_000)
@@ -186,6 +204,9 @@ defmodule Jido.Distributed.Transport.Link do
       retransmit_ms: opts[:retransmit_ms],
       reconnect_ms: opts[:reconnect_ms],
       connected: node in Node.list([:visible, :hidden]),
+      # False while the Monitor finds the node unreachable over a connection
+      # that is still up (a silent partition): nothing is sent, all is kept.
+      reachable: Jido.Distributed.Monitor.status(node) != :unreachable,
       last_flush: now_us() - opts[:linger_ms] * 1_000,
       last_progress: now_ms(),
       linger_timer: nil,
@@ -209,6 +230,8 @@ defmodule Jido.Distributed.Transport.Link do
   @impl true
   def handle_info(:flush_hint, %{connected: false} = state),
     do: {:noreply, schedule_reconnect(state)}
+
+  def handle_info(:flush_hint, %{reachable: false} = state), do: {:noreply, state}
 
   def handle_info(:flush_hint, state) do
     case LinkPolicy.on_hint(
@@ -256,7 +279,7 @@ defmodule Jido.Distributed.Transport.Link do
     state =
       if LinkPolicy.retransmit_due?(
            unacked,
-           state.connected,
+           state.connected and state.reachable,
            now,
            state.last_progress,
            state.retransmit_ms
@@ -271,6 +294,12 @@ defmodule Jido.Distributed.Transport.Link do
     state = %{state | connected: true}
     learn_batch_size(state)
     {:noreply, resume(state)}
+  end
+
+  def handle_info({:reachability, node, reachable?}, %{node: node} = state)
+      when is_boolean(reachable?) do
+    state = %{state | reachable: reachable?}
+    {:noreply, if(reachable?, do: resume(state), else: state)}
   end
 
   def handle_info({:nodedown, node}, %{node: node} = state) do
@@ -324,6 +353,7 @@ defmodule Jido.Distributed.Transport.Link do
 
   # After (re)connecting: everything unacked again, then whatever is pending.
   defp resume(%{connected: false} = state), do: schedule_reconnect(state)
+  defp resume(%{reachable: false} = state), do: state
 
   defp resume(state) do
     state
@@ -341,6 +371,7 @@ defmodule Jido.Distributed.Transport.Link do
   end
 
   defp do_flush(%{connected: false} = state, _trigger), do: state
+  defp do_flush(%{reachable: false} = state, _trigger), do: state
 
   defp do_flush(state, trigger) do
     if state.linger_timer, do: Process.cancel_timer(state.linger_timer)
@@ -391,6 +422,7 @@ defmodule Jido.Distributed.Transport.Link do
     do: Wire.send_frame(Receiver, state.node, self(), state.epoch, seq, base, frame, atoms)
 
   defp retransmit(%{connected: false} = state, _why), do: state
+  defp retransmit(%{reachable: false} = state, _why), do: state
 
   defp retransmit(state, why) do
     case LinkBuffer.unacked(state.buffer) do

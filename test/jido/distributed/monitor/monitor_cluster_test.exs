@@ -1,0 +1,179 @@
+defmodule Jido.Distributed.MonitorClusterTest do
+  use Jido.Distributed.ClusterCase
+
+  alias Jido.Distributed.Monitor
+
+  @moduletag timeout: 120_000
+
+  defp subscribe(node), do: Jido.Distributed.Test.TopologyRelay.start(node, self())
+
+  defp wait_until(what, fun, timeout \\ 10_000) do
+    deadline = System.monotonic_time(:millisecond) + timeout
+    wait_loop(what, fun, deadline)
+  end
+
+  defp wait_loop(what, fun, deadline) do
+    case fun.() do
+      result when result not in [false, nil] ->
+        result
+
+      _ ->
+        if System.monotonic_time(:millisecond) > deadline,
+          do: flunk("timed out waiting for #{what}")
+
+        Process.sleep(20)
+        wait_loop(what, fun, deadline)
+    end
+  end
+
+  defp status(on, node), do: Cluster.rpc(on, Monitor, :status, [node])
+
+  defp os_pid(node), do: Cluster.rpc(node, :os, :getpid, []) |> List.to_string()
+
+  defp all_up(nodes) do
+    for a <- nodes, b <- nodes, a != b do
+      wait_until("#{b} up on #{a}", fn -> status(a, b) == :up end)
+    end
+  end
+
+  test "a hung peer is unreachable within a second, routed around, and recovers when it resumes" do
+    [a, b, c] = nodes = start_cluster(3)
+    all_up(nodes)
+    subscribe(a)
+
+    pid = os_pid(c)
+    {_, 0} = System.cmd("kill", ["-STOP", pid])
+    stopped = System.monotonic_time(:millisecond)
+
+    try do
+      assert_receive {:topology, ^a, {:unreachable, ^c}}, 3_000
+      detect_ms = System.monotonic_time(:millisecond) - stopped
+      assert detect_ms < 2_000
+      assert status(a, c) == :unreachable
+      assert Cluster.rpc(a, Jido.Router, :routing_weights, [])[c] == :infinity
+      # b is not accused.
+      assert status(a, b) == :up
+    after
+      System.cmd("kill", ["-CONT", pid])
+    end
+
+    assert_receive {:topology, ^a, {:recovered, ^c}}, 5_000
+    assert status(a, c) == :up
+    refute Map.has_key?(Cluster.rpc(a, Jido.Router, :routing_weights, []), c)
+    refute_received {:topology, ^a, {_, ^b}}
+  end
+
+  test "a short pause accuses nobody" do
+    [a, _b, c] = nodes = start_cluster(3)
+    all_up(nodes)
+    subscribe(a)
+    pid = os_pid(c)
+    {_, 0} = System.cmd("kill", ["-STOP", pid])
+    Process.sleep(60)
+    {_, 0} = System.cmd("kill", ["-CONT", pid])
+    Process.sleep(1_000)
+    refute_received {:topology, ^a, {:unreachable, ^c}}
+    assert status(a, c) == :up
+  end
+
+  test "a cut connection is down at once and up again after the heal" do
+    [a, b] = nodes = start_cluster(2)
+    all_up(nodes)
+    subscribe(a)
+    Cluster.partition(a, b)
+    assert_receive {:topology, ^a, {:node_down, ^b}}, 5_000
+    assert status(a, b) == :down
+    Cluster.heal(a, b)
+    assert_receive {:topology, ^a, {:node_up, ^b}}, 5_000
+    wait_until("#{b} up on #{a}", fn -> status(a, b) == :up end)
+  end
+
+  test "the latency matrix has every node's row with measured RTTs" do
+    [a, b, c] = nodes = start_cluster(3)
+    all_up(nodes)
+
+    matrix =
+      wait_until("full matrix on #{a}", fn ->
+        m = Cluster.rpc(a, Monitor, :latency_matrix, [])
+        Enum.all?(nodes, &(map_size(get_in(m, [&1, :row]) || %{}) >= 2)) && m
+      end)
+
+    for n <- nodes do
+      assert %{row: row, age_ms: age} = matrix[n]
+      assert age < 5_000
+      assert Enum.all?(Enum.reject(nodes, &(&1 == n)), &(is_float(row[&1]) and row[&1] > 0))
+    end
+
+    details = Cluster.rpc(a, Monitor, :stats, [])
+    assert details.peers[b].udp and details.peers[c].udp
+    # Classes come from 3 RTT samples (one a second).
+    wait_until("a measured class", fn -> Cluster.rpc(a, Monitor, :class, [b]) end, 15_000)
+    assert Cluster.rpc(a, Monitor, :class, [b]) in [:same_zone, :same_region, :remote]
+  end
+
+  test "garbage over distribution and UDP changes a counter, nothing else" do
+    [a, b] = nodes = start_cluster(2)
+    all_up(nodes)
+    server = Cluster.rpc(a, Process, :whereis, [Monitor.Server])
+    before = Cluster.rpc(a, Monitor, :stats, [])
+
+    garbage = [
+      :garbage,
+      {:jido_mon, :hello, "b", 1, true},
+      {:jido_mon, :hello, :"nobody@nowhere.invalid", 4000, true},
+      {:jido_mon, :row, b, %{x: -1}},
+      {:jido_mon, :pong, b, make_ref(), :x},
+      {:jido_mon, :probe_ack, b, :ref, b, 1}
+    ]
+
+    # Sent from b, as another node would.
+    for msg <- garbage,
+        do: Cluster.rpc(b, :erlang, :send, [{Monitor.Server, a}, msg])
+
+    {:ok, sock} = :gen_udp.open(0, [:binary])
+
+    for bin <- [<<>>, "JH", :crypto.strong_rand_bytes(64), <<"JH", 1, 0::64, 3, "a@b", 0>>],
+        do: :gen_udp.send(sock, {127, 0, 0, 1}, before.port, bin)
+
+    :gen_udp.close(sock)
+
+    wait_until("malformed counted", fn ->
+      Cluster.rpc(a, Monitor, :stats, []).malformed - before.malformed == length(garbage) + 4
+    end)
+
+    assert Cluster.rpc(a, Process, :whereis, [Monitor.Server]) == server
+    assert status(a, b) == :up
+  end
+
+  test "a Link holds signals while its node is unreachable and delivers them once on recovery" do
+    alias Jido.Distributed.Test.{Collector, Load}
+    [a, c] = nodes = start_cluster(2)
+    all_up(nodes)
+    subscribe(a)
+    collectors = for _ <- 1..2, do: Collector.start(c)
+    Load.spawn_sender(a, collectors, :s, 5_000, self(), every: 100, pause_ms: 5)
+    Process.sleep(100)
+    pid = os_pid(c)
+    {_, 0} = System.cmd("kill", ["-STOP", pid])
+
+    try do
+      assert_receive {:topology, ^a, {:unreachable, ^c}}, 3_000
+      frames = fn -> Cluster.rpc(a, Jido.Distributed, :stats, []).links[c].frames end
+      before = frames.()
+      Process.sleep(500)
+      # Nothing is sent into the silent connection meanwhile.
+      assert frames.() == before
+    after
+      System.cmd("kill", ["-CONT", pid])
+    end
+
+    assert_receive {:topology, ^a, {:recovered, ^c}}, 5_000
+    assert_receive {:sender_done, :s, _}, 60_000
+    assert {:ok, _} = Collector.await_total(collectors, 5_000, 30_000)
+    Process.sleep(200)
+    reports = Enum.map(collectors, &Collector.report/1)
+    assert Enum.sum(Enum.map(reports, & &1.received)) == 5_000
+    assert Enum.sum(Enum.map(reports, & &1.distinct)) == 5_000
+    assert Enum.all?(reports, &(&1.violations == 0))
+  end
+end
