@@ -128,6 +128,27 @@ defmodule Jido.Distributed.Test.Testbed.Probe do
   end
 
   @doc """
+  Starts a process that sends `{:probe, i}` messages carrying `bytes` of
+  payload to `{name, node}` as fast as distribution takes them (max-rate
+  traffic); stop it with `stop/1`.
+  """
+  @spec start_flood(atom(), node(), pos_integer()) :: pid()
+  def start_flood(name, node, bytes) do
+    payload = :binary.copy(<<0>>, bytes)
+    spawn(fn -> flood({name, node}, payload, 1) end)
+  end
+
+  defp flood(dest, payload, i) do
+    send(dest, {:probe, i, payload})
+
+    receive do
+      :stop -> :ok
+    after
+      0 -> flood(dest, payload, i + 1)
+    end
+  end
+
+  @doc """
   Starts a process that keeps sending `{:probe, i}` to `{name, node}` every
   `every_ms` milliseconds (plain `send/2`, so over the distribution
   connection). Returns its pid; `stop/1` ends it.
