@@ -16,8 +16,9 @@ defmodule Jido.Distributed.Monitor do
   checked through up to `:indirect_probes` other peers before it is
   declared unreachable, and a node that was itself stalled (a long GC, a
   paused VM) accuses nobody for the silence it caused. With the defaults
-  a silent peer is suspect after about 0.2 s of silence and unreachable
-  after about 0.25 s (0.5 s when other peers still hear it); an
+  a peer with regular heartbeats is suspect after about 0.3 s of silence
+  and unreachable after about 0.4 s (0.5 s when other peers still hear
+  it); jitter raises both; an
   unreachable peer is `:down` after `:down_after_ms`.
 
   An unreachable or down peer gets routing weight `:infinity` in
@@ -110,7 +111,8 @@ defmodule Jido.Distributed.Monitor do
 
   @doc """
   Details per peer (status and since when, phi, class, RTT summary,
-  whether UDP heartbeats flow, which peers still heard it) and counters.
+  whether UDP heartbeats flow, which peers still heard it), counters, and
+  the heartbeat socket's byte and packet counts (`udp`).
   """
   @spec stats() :: map()
   def stats, do: GenServer.call(Server, :details)

@@ -134,7 +134,7 @@ defmodule Jido.Distributed.Options do
         ],
         min_std_ms: [
           type: :pos_integer,
-          default: 25,
+          default: 50,
           doc: "Lowest deviation of heartbeat intervals the detector assumes."
         ],
         indirect_probes: [
@@ -161,12 +161,12 @@ defmodule Jido.Distributed.Options do
         ],
         rtt_probe_ms: [
           type: :pos_integer,
-          default: 1_000,
+          default: 2_000,
           doc: "Interval of RTT pings over distribution."
         ],
         gossip_ms: [
           type: :pos_integer,
-          default: 1_000,
+          default: 2_000,
           doc: "Interval at which each node sends its row of the latency matrix."
         ],
         same_zone_rtt_us: [

@@ -221,6 +221,26 @@ defmodule Jido.Distributed.Test.Testbed.Probe do
   @spec max_gap_ms(pid()) :: non_neg_integer()
   def max_gap_ms(pid), do: ask(pid, :max_gap)
 
+  @doc """
+  Bytes and packets this node has sent on its distribution connection to
+  `node`: `%{send_oct: bytes, send_cnt: packets}` (zeros when not connected).
+  """
+  @spec dist_sent(node()) :: %{send_oct: non_neg_integer(), send_cnt: non_neg_integer()}
+  def dist_sent(node) do
+    with {_, port} when is_port(port) <- List.keyfind(:erlang.system_info(:dist_ctrl), node, 0),
+         {:ok, stats} <- :inet.getstat(port, [:send_oct, :send_cnt]) do
+      Map.new(stats)
+    else
+      _ -> %{send_oct: 0, send_cnt: 0}
+    end
+  end
+
+  @doc "Starts `n` processes that keep a scheduler busy until `stop/1`-ped; returns their pids."
+  @spec burn_cpu(pos_integer()) :: [pid()]
+  def burn_cpu(n), do: for(_ <- 1..n, do: spawn(fn -> spin(0) end))
+
+  defp spin(i), do: spin(rem(i + 1, 1_000_000))
+
   @doc "Stops a process started here."
   @spec stop(pid()) :: true
   def stop(pid), do: Process.exit(pid, :kill)

@@ -116,8 +116,20 @@ defmodule Jido.Distributed.Monitor.Server do
          }}
       end)
 
-    {:reply, %{peers: peers, malformed: state.malformed, stalls: state.stalls, port: state.port},
-     state}
+    udp =
+      case :inet.getstat(state.socket, [:send_oct, :send_cnt, :recv_oct, :recv_cnt]) do
+        {:ok, stats} -> Map.new(stats)
+        _ -> %{}
+      end
+
+    {:reply,
+     %{
+       peers: peers,
+       malformed: state.malformed,
+       stalls: state.stalls,
+       port: state.port,
+       udp: udp
+     }, state}
   end
 
   @impl true

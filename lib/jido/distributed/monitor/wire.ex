@@ -9,12 +9,13 @@ defmodule Jido.Distributed.Monitor.Wire do
   peer, so that liveness never queues behind data frames on the
   distribution connection and is seen again the moment a partition heals:
 
-      "JH" version:8 seq:32 ack:32 from_len:8 from to_len:8 to mac:12
+      "JH" version:8 seq:32 ack:32 from_len:8 from mac:12
 
   `seq` counts this sender's heartbeats to that peer, `ack` is the last
   `seq` the sender heard *from* that peer (0 for none, which tells the
   peer its heartbeats do not arrive). `mac` is HMAC-SHA256 over everything
-  before it, keyed with the cookie the two nodes share
+  before it followed by the recipient's name (which is not sent: about 70
+  bytes a datagram on the wire), keyed with the cookie the two nodes share
   (`:erlang.get_cookie/1`), truncated to 12 bytes: a datagram from a node
   without the cookie, or meant for another node, is refused.
 
@@ -57,18 +58,13 @@ defmodule Jido.Distributed.Monitor.Wire do
       iex> Wire.parse_heartbeat(bin, :"b@h", fn _ -> "other" end)
       {:error, :bad_mac}
       iex> Wire.parse_heartbeat(bin, :"c@h", fn _ -> "secret" end)
-      {:error, :not_for_me}
+      {:error, :bad_mac}
   """
   @spec heartbeat(node(), node(), non_neg_integer(), non_neg_integer(), binary()) :: binary()
   def heartbeat(from, to, seq, ack, key) do
     from = Atom.to_string(from)
-    to = Atom.to_string(to)
-
-    body =
-      <<"JH", @version, seq::32, ack::32, byte_size(from)::8, from::binary, byte_size(to)::8,
-        to::binary>>
-
-    body <> mac(key, body)
+    body = <<"JH", @version, seq::32, ack::32, byte_size(from)::8, from::binary>>
+    body <> mac(key, [body | Atom.to_string(to)])
   end
 
   @doc """
@@ -78,17 +74,15 @@ defmodule Jido.Distributed.Monitor.Wire do
   """
   @spec parse_heartbeat(binary(), node(), (node() -> binary() | nil)) ::
           {:ok, %{from: node(), seq: non_neg_integer(), ack: non_neg_integer()}}
-          | {:error, :malformed | :not_for_me | :unknown_node | :bad_mac}
+          | {:error, :malformed | :unknown_node | :bad_mac}
   def parse_heartbeat(bin, me, key_for) when is_binary(bin) do
-    with <<"JH", @version, seq::32, ack::32, fl::8, from::binary-size(fl), tl::8,
-           to::binary-size(tl), mac::binary-size(@mac_bytes)>> <- bin,
+    with <<"JH", @version, seq::32, ack::32, fl::8, from::binary-size(fl),
+           mac::binary-size(@mac_bytes)>> <- bin,
          {:ok, from_node} <- existing_node(from),
-         true <- to == Atom.to_string(me) || {:error, :not_for_me},
          key when is_binary(key) <- key_for.(from_node) || {:error, :unknown_node},
-         body_size = byte_size(bin) - @mac_bytes,
-         true <-
-           :crypto.hash_equals(mac(key, binary_part(bin, 0, body_size)), mac) ||
-             {:error, :bad_mac} do
+         body = binary_part(bin, 0, byte_size(bin) - @mac_bytes),
+         expected = mac(key, [body | Atom.to_string(me)]),
+         true <- :crypto.hash_equals(expected, mac) || {:error, :bad_mac} do
       {:ok, %{from: from_node, seq: seq, ack: ack}}
     else
       {:error, _} = error -> error

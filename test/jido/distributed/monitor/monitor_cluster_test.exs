@@ -120,11 +120,16 @@ defmodule Jido.Distributed.MonitorClusterTest do
     garbage = [
       :garbage,
       {:jido_mon, :hello, "b", 1, true},
-      {:jido_mon, :hello, :"nobody@nowhere.invalid", 4000, true},
       {:jido_mon, :row, b, %{x: -1}},
       {:jido_mon, :pong, b, make_ref(), :x},
       {:jido_mon, :probe_ack, b, :ref, b, 1}
     ]
+
+    # Well-formed but from a node not connected: dropped without a word.
+    Cluster.rpc(b, :erlang, :send, [
+      {Monitor.Server, a},
+      {:jido_mon, :hello, :"nobody@nowhere.invalid", 4000, true}
+    ])
 
     # Sent from b, as another node would.
     for msg <- garbage,
