@@ -23,7 +23,7 @@ defmodule Jido.Distributed.Directory.Index do
   @initial_slots 1024
 
   defstruct wild: %{},
-            trie: CapabilityIndex.new(),
+            trie: nil,
             loads: nil,
             capacity: 0,
             free: [],
@@ -60,7 +60,12 @@ defmodule Jido.Distributed.Directory.Index do
         nil -> {:atomics.new(@initial_slots, signed: false), %{}}
       end
 
-    index = %__MODULE__{loads: loads, capacity: :atomics.info(loads).size, classes: classes}
+    index = %__MODULE__{
+      trie: CapabilityIndex.new(),
+      loads: loads,
+      capacity: :atomics.info(loads).size,
+      classes: classes
+    }
 
     {index, local, remote} =
       Enum.reduce(:ets.tab2list(Store.agents()), {index, %{}, %{}}, fn
