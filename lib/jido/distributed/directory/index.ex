@@ -93,7 +93,32 @@ defmodule Jido.Distributed.Directory.Index do
     free = for slot <- 1..(index.next_slot - 1)//1, not MapSet.member?(used, slot), do: slot
     index = ensure_capacity(%{index | free: free}, index.next_slot - 1)
     for slot <- free, do: :atomics.put(index.loads, slot, 0)
+    repair_rows(me)
     {index, local, remote}
+  end
+
+  # The server writes an agent's row and its pattern rows one after the
+  # other; killed in between, it leaves them out of step. The agents table
+  # is the record: missing pattern rows are added, rows of no agent dropped.
+  defp repair_rows(me) do
+    wanted =
+      for {{id, node}, pid, sources, slot} <- :ets.tab2list(Store.agents()),
+          source <- sources,
+          into: MapSet.new(),
+          do:
+            {if(node == me, do: Store.local(), else: Store.remote()),
+             {source, id, pid, slot, :erlang.phash2(id)}}
+
+    for table <- [Store.local(), Store.remote()],
+        row <- :ets.tab2list(table),
+        not MapSet.member?(wanted, {table, row}),
+        do: :ets.delete_object(table, row)
+
+    for {table, row} <- wanted,
+        row not in :ets.lookup(table, elem(row, 0)),
+        do: :ets.insert(table, row)
+
+    :ok
   end
 
   @doc "Adds an agent's rows (in `table`, local or remote) with a new slot: `{slot, index}`."
