@@ -59,8 +59,15 @@ defmodule Jido.Distributed.Directory do
   number of agents declaring them, in a compiled
   `Jido.Distributed.Routing.CapabilityIndex` published in `:persistent_term`; a
   lookup walks it to find the matching patterns, then reads their agents.
-  The index is republished only when the set of wildcard patterns changes;
-  loads live in `:atomics` and are read in place.
+  The index is republished only when the set of wildcard patterns changes,
+  never because the Directory restarted (see
+  `Jido.Distributed.Directory.Index`); loads live in `:atomics` and are read
+  in place.
+
+  A restarted Directory keeps every agent in its tables (they belong to its
+  supervisor): this node's agents are monitored again, other nodes' stay
+  listed until their Directory answers the new subscription with a
+  snapshot, or is found gone.
 
   Local agents and remote agents are kept in separate tables, so the router
   answers "is there a capable agent on this node?" without looking at remote
