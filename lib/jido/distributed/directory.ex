@@ -193,13 +193,13 @@ defmodule Jido.Distributed.Directory do
   @spec update_load(id(), number()) :: :ok | {:error, :not_registered | {:invalid_load, term()}}
   def update_load(id, load) do
     if valid_load?(load),
-      do: call(node(), {:update_load, id, load}),
+      do: call(node(), Wire.update_load(id, load)),
       else: {:error, {:invalid_load, load}}
   end
 
   @doc "Removes the agent `id` registered on this node. Idempotent."
   @spec unregister(id()) :: :ok
-  def unregister(id), do: call(node(), {:unregister, id})
+  def unregister(id), do: call(node(), Wire.unregister(id))
 
   @doc """
   The agent registered as `id`: the one on this node if there is one,
@@ -286,7 +286,7 @@ defmodule Jido.Distributed.Directory do
   the directory to converge after nodes join.
   """
   @spec peers() :: [node()]
-  def peers, do: GenServer.call(Wire.name(), :peers)
+  def peers, do: GenServer.call(Wire.name(), Wire.peers())
 
   @doc """
   The Directory's counters on this node: `:malformed`, messages from other

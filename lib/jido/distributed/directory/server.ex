@@ -115,18 +115,22 @@ defmodule Jido.Distributed.Directory.Server do
   # -- calls --------------------------------------------------------------------
 
   @impl true
-  def handle_call({:register, _id, pid, _sources, _load}, _from, state)
-      when is_pid(pid) and node(pid) != node(),
-      do: {:reply, {:error, {:not_local, pid}}, state}
-
-  def handle_call({:register, _id, _pid, _sources, _load} = request, _from, state) do
+  def handle_call(request, _from, state) do
     case Wire.parse_call(request) do
-      {:ok, entry} -> register(entry, state)
-      {:error, kind} -> {:reply, {:error, :malformed}, finish(garbage(state, kind, request))}
+      {:ok, request} ->
+        request(request, state)
+
+      {:error, {:not_local, _pid} = error} ->
+        {:reply, {:error, error}, state}
+
+      {:error, kind} ->
+        {:reply, {:error, :malformed}, finish(garbage(state, kind, request))}
     end
   end
 
-  def handle_call({:update_load, id, load}, _from, state) do
+  defp request({:register, entry}, state), do: register(entry, state)
+
+  defp request({:update_load, id, load}, state) do
     case Map.fetch(state.local, id) do
       {:ok, {_pid, _sources, slot, _ref}} ->
         index = Index.set_load(state.index, slot, load)
@@ -138,7 +142,7 @@ defmodule Jido.Distributed.Directory.Server do
     end
   end
 
-  def handle_call({:unregister, id}, _from, state) do
+  defp request({:unregister, id}, state) do
     state =
       case Map.fetch(state.local, id) do
         {:ok, {_pid, _sources, _slot, ref}} ->
@@ -152,13 +156,10 @@ defmodule Jido.Distributed.Directory.Server do
     {:reply, :ok, finish(state)}
   end
 
-  def handle_call(:peers, _from, state) do
+  defp request(:peers, state) do
     nodes = for {pid, {_ref, :synced}} <- state.peers, do: node(pid)
     {:reply, Enum.sort(nodes), finish(state)}
   end
-
-  def handle_call(request, _from, state),
-    do: {:reply, {:error, :malformed}, finish(garbage(state, :bad_call, request))}
 
   defp register({id, pid, sources, load}, state) do
     case Map.fetch(state.local, id) do

@@ -12,9 +12,10 @@ defmodule Jido.Distributed.Directory.Wire do
     * **delta** - `{:"$jido_directory", :delta, from, ops}`: changes since,
       in order: `{:put, id, pid, patterns, load}`, `{:del, id}`, `{:load,
       id, load}`.
-    * **register** - the `GenServer.call/2` request `{:register, id, pid,
-      patterns, load}`, which another node sends when it registers a pid of
-      this node (`register/3` with `pid:`).
+    * **requests** - `GenServer.call/2` requests: `{:register, id, pid,
+      patterns, load}` (another node sends it when it registers a pid of
+      this node, `register/3` with `pid:`), `{:update_load, id, load}`,
+      `{:unregister, id}` and `:peers`.
 
   All of them travel to the server registered as `name/0` on each node.
   Messages are sent with `:noconnect`: the Directory never sets up a
@@ -142,24 +143,56 @@ defmodule Jido.Distributed.Directory.Wire do
 
   def parse(_message), do: :other
 
+  @doc "The load update request for the local agent `id`."
+  @spec update_load(term(), number()) :: tuple()
+  def update_load(id, load), do: {:update_load, id, load}
+
+  @doc "The request removing the local agent `id`."
+  @spec unregister(term()) :: tuple()
+  def unregister(id), do: {:unregister, id}
+
+  @doc "The request for the nodes whose agents the replica holds."
+  @spec peers() :: :peers
+  def peers, do: :peers
+
   @doc """
-  Checks a registration request: `{:ok, {id, pid, patterns, load}}` or
-  `{:error, :bad_call}`. The pid must be on this node.
+  Checks a request to the Directory server (any node may send one):
+  `{:ok, request}`, `{:error, {:not_local, pid}}` for a registration of a
+  pid of another node, or `{:error, :bad_call}`. A registration must carry
+  a pid of this node, valid patterns and a load; a load update a load.
 
       iex> alias Jido.Distributed.Directory.Wire
       iex> Wire.parse_call(Wire.register("a", self(), ["x.*"], 1))
-      {:ok, {"a", self(), ["x.*"], 1}}
+      {:ok, {:register, {"a", self(), ["x.*"], 1}}}
       iex> Wire.parse_call({:register, "a", self(), ["x..y"], 1})
       {:error, :bad_call}
+      iex> Wire.parse_call(Wire.update_load("a", -1))
+      {:error, :bad_call}
+      iex> Wire.parse_call(Wire.peers())
+      {:ok, :peers}
   """
-  @spec parse_call(term()) :: {:ok, entry()} | {:error, :bad_call}
+  @spec parse_call(term()) ::
+          {:ok,
+           {:register, entry()}
+           | {:update_load, term(), number()}
+           | {:unregister, term()}
+           | :peers}
+          | {:error, {:not_local, pid()} | :bad_call}
+  def parse_call({:register, _id, pid, _sources, _load}) when is_pid(pid) and node(pid) != node(),
+    do: {:error, {:not_local, pid}}
+
   def parse_call({:register, id, pid, sources, load}) do
     case entry({id, pid, sources, load}, node()) do
-      {:ok, {_id, _pid, ^sources, ^load} = entry} -> {:ok, entry}
+      {:ok, {_id, _pid, ^sources, ^load} = entry} -> {:ok, {:register, entry}}
       _ -> {:error, :bad_call}
     end
   end
 
+  def parse_call({:update_load, _id, load} = request),
+    do: if(load?(load), do: {:ok, request}, else: {:error, :bad_call})
+
+  def parse_call({:unregister, _id} = request), do: {:ok, request}
+  def parse_call(:peers), do: {:ok, :peers}
   def parse_call(_request), do: {:error, :bad_call}
 
   @doc "True for a load: a non-negative number."

@@ -73,9 +73,11 @@ defmodule Jido.Distributed.Directory.SupervisorTest do
 
         assert GenServer.call(server, {:register, "x", self(), ["a..b"], 0}) ==
                  {:error, :malformed}
+
+        assert GenServer.call(server, {:update_load, "x", :busy}) == {:error, :malformed}
       end)
 
-    assert Directory.stats().malformed == malformed + 6
+    assert Directory.stats().malformed == malformed + 7
     assert length(String.split(log, "(bad_delta)")) == 2
     assert log =~ "(bad_entry)" and log =~ "(bad_call)"
     assert Process.whereis(Wire.name()) == server

@@ -78,10 +78,17 @@ defmodule Jido.Distributed.Directory.WireTest do
     assert Wire.parse({}) == :other
   end
 
-  test "registration requests: only a local pid, valid patterns and a load" do
-    assert Wire.parse_call(Wire.register("a", self(), [], 0)) == {:ok, {"a", self(), [], 0}}
+  test "requests: registration of a local pid with valid patterns and a load; load updates" do
+    assert Wire.parse_call(Wire.register("a", self(), [], 0)) ==
+             {:ok, {:register, {"a", self(), [], 0}}}
+
     assert Wire.parse_call({:register, "a", self(), ["x"], -1}) == {:error, :bad_call}
-    assert Wire.parse_call({:register, "a", remote_pid(), ["x"], 0}) == {:error, :bad_call}
+    pid = remote_pid()
+    assert Wire.parse_call({:register, "a", pid, ["x"], 0}) == {:error, {:not_local, pid}}
+    assert Wire.parse_call({:register, "a", :pid, ["x"], 0}) == {:error, :bad_call}
+    assert Wire.parse_call(Wire.update_load("a", 0.5)) == {:ok, {:update_load, "a", 0.5}}
+    assert Wire.parse_call({:update_load, "a", :busy}) == {:error, :bad_call}
+    assert Wire.parse_call(Wire.unregister("a")) == {:ok, {:unregister, "a"}}
     assert Wire.parse_call({:register, "a", self(), "x", 0}) == {:error, :bad_call}
     assert Wire.parse_call(:peers?) == {:error, :bad_call}
   end
