@@ -11,7 +11,7 @@
 # Prints median/p99 µs per lookup and writes bench/results/pattern_index.json.
 Code.require_file("support/patterns.ex", __DIR__)
 
-alias Jido.Distributed.{CapabilityIndex, Pattern}
+alias Jido.Distributed.Routing.{CapabilityIndex, Pattern}
 
 {opts, _} =
   OptionParser.parse!(System.argv(),

@@ -48,6 +48,8 @@ defmodule Jido.Distributed do
       `node`, whose Directory just sent this node a full copy; `node`.
     * `[:jido, :distributed, :directory, :peer_down]` - `agents` dropped from
       the replica; `node`, `reason` (why its Directory's monitor fired).
+    * `[:jido, :distributed, :directory, :malformed]` - `count`; `reason`
+      (the kind refused by `Jido.Distributed.Directory.Wire`).
     * `[:jido, :distributed, :broadcast, :start | :stop]` - on the root of a
       tree broadcast; see `Jido.Distributed.TreeBroadcast`.
   """

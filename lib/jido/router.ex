@@ -13,7 +13,7 @@ defmodule Jido.Router do
 
   An agent is *capable* of a signal when one of its capabilities, signal
   type patterns with jido_signal's router semantics (see
-  `Jido.Distributed.Pattern`), matches the signal's `:type`. Among capable
+  `Jido.Distributed.Routing.Pattern`), matches the signal's `:type`. Among capable
   agents the choice is:
 
     1. **local** - an agent on this node, if there is one: `{:local, agent}`.
@@ -26,7 +26,7 @@ defmodule Jido.Router do
          without an explicit weight weighs `0` when connected (in
          `Node.list/0`) and `:infinity` otherwise; lower first, so an
          unreachable node is chosen only when no reachable one is capable;
-       * **distance class** (`Jido.Distributed.Location.class_of/1`):
+       * **distance class** (`Jido.Distributed.Routing.Location.class_of/1`):
          `:same_zone`, then `:same_region`, then `:remote`;
        * **load**, lowest first (an agent without a load counts as 0);
        * the same tie-break as above.
@@ -38,14 +38,14 @@ defmodule Jido.Router do
   `:persistent_term`, no message and no network round trip.
   `route_with_locality/2` takes an explicit list of agent descriptors; the
   distance class of a connected node is asked of it once and cached (see
-  `Jido.Distributed.Location`), never of an unreachable one.
+  `Jido.Distributed.Routing.Location`), never of an unreachable one.
   """
 
-  alias Jido.Distributed.{CapabilityIndex, Directory, Location, Options, Pattern}
+  alias Jido.Distributed.{Directory, Options}
+  alias Jido.Distributed.Routing.{CapabilityIndex, Location, Pattern, Rank}
   alias Jido.Distributed.Directory.Store
 
   @weights {__MODULE__, :weights}
-  @class_rank %{local: 0, same_zone: 1, same_region: 2, remote: 3}
 
   # Options of route_with_locality/3 and rank/3; each defaults (nil) to the live value.
   @route_schema [
@@ -55,7 +55,7 @@ defmodule Jido.Router do
     class_of: [
       type: {:custom, &__MODULE__.unary?/1, "a 1-arity function"},
       default: nil,
-      doc: "Node to distance class; defaults to `Jido.Distributed.Location.class_of/1`."
+      doc: "Node to distance class; defaults to `Jido.Distributed.Routing.Location.class_of/1`."
     ]
   ]
 
@@ -107,15 +107,17 @@ defmodule Jido.Router do
       keys = [type | CapabilityIndex.lookup(trie, type)]
       sh = :erlang.phash2(Map.get(signal, :id))
 
-      case best_local(keys, Store.local(), loads, sh, nil) do
-        {_load, _tie, row} ->
-          {:local, describe(row, loads)}
-
+      case Rank.best_local(keys, Store.local(), loads, sh) do
         nil ->
-          case best_remote(keys, Store.remote(), loads, sh, classes) do
+          ctx = {routing_weights(), Node.list(), classes}
+
+          case Rank.best_remote(keys, Store.remote(), loads, sh, ctx) do
             nil -> {:error, :no_capable_agent}
-            row -> {:remote, describe(row, loads)}
+            row -> {:remote, Rank.describe(row, loads)}
           end
+
+        row ->
+          {:local, Rank.describe(row, loads)}
       end
     else
       _ -> {:error, :no_capable_agent}
@@ -201,21 +203,11 @@ defmodule Jido.Router do
     agents
     |> Enum.filter(&capable?(&1, type))
     |> Enum.map(fn agent ->
-      hash = tie(sh, :erlang.phash2(agent.id))
+      hash = Rank.tie(sh, :erlang.phash2(agent.id))
       load = Map.get(agent, :load) || 0
       node = agent_node(agent)
 
-      key =
-        if node == me do
-          {0, 0, 0, load, hash}
-        else
-          case weight(node, weights, nodes) do
-            :infinity -> {1, :infinity, @class_rank.remote, load, hash}
-            w -> {1, w, Map.get(@class_rank, class_of.(node), 3), load, hash}
-          end
-        end
-
-      {key, agent}
+      {Rank.key(node == me, Rank.weight(node, weights, nodes), node, class_of, load, hash), agent}
     end)
     |> Enum.sort_by(&elem(&1, 0))
     |> Enum.map(&elem(&1, 1))
@@ -349,32 +341,10 @@ defmodule Jido.Router do
   """
   @spec weight(node()) :: weight()
   def weight(node) when node == node(), do: 0
-  def weight(node) when is_atom(node), do: weight(node, routing_weights(), Node.list())
+  def weight(node) when is_atom(node), do: Rank.weight(node, routing_weights(), Node.list())
 
   def weight(node) do
     raise ArgumentError, "the node argument must be a node name (an atom), got: #{inspect(node)}"
-  end
-
-  defp weight(node, weights, nodes) do
-    case weights do
-      %{^node => weight} -> weight
-      _ -> if :lists.member(node, nodes), do: 0, else: :infinity
-    end
-  end
-
-  @doc false
-  # The tie-break between equal agents: a well-mixed 32-bit function of the
-  # signal id's hash and the agent id's hash (`:erlang.phash2/1` of each), so
-  # a signal always picks the same agent among equals and different signals
-  # spread evenly over them. Cheaper than hashing the pair on the hot path,
-  # where the agent's hash is precomputed. (Arithmetic stays in small
-  # integers: inputs below 2^32, products below 2^59.)
-  @spec tie(non_neg_integer(), non_neg_integer()) :: non_neg_integer()
-  def tie(signal_hash, agent_hash) do
-    x = Bitwise.bxor(signal_hash, agent_hash)
-    x = Bitwise.band(Bitwise.bxor(Bitwise.bsr(x, 16), x) * 0x45D9F3B, 0xFFFFFFFF)
-    x = Bitwise.band(Bitwise.bxor(Bitwise.bsr(x, 16), x) * 0x45D9F3B, 0xFFFFFFFF)
-    Bitwise.bxor(Bitwise.bsr(x, 16), x)
   end
 
   defp local_node(opts), do: opts[:local_node] || node()
@@ -400,111 +370,4 @@ defmodule Jido.Router do
     do: Enum.any?(caps, &Pattern.match?(&1, type))
 
   defp capable?(_agent, _type), do: false
-
-  # -- the Directory's hot path ---------------------------------------------------
-  #
-  # Rows are {pattern, id, pid, slot, id_hash}; `keys` are the signal type
-  # (for exact patterns) and the matching wildcard patterns. Loads are
-  # compared as their encoded bits (same order as the floats); the tie-break
-  # is computed only on ties. `best` is {key, tie | nil, row}.
-
-  defp best_local([key | keys], table, loads, sh, best),
-    do: best_local(keys, table, loads, sh, local_rows(:ets.lookup(table, key), loads, sh, best))
-
-  defp best_local([], _table, _loads, _sh, best), do: best
-
-  defp local_rows([{_p, _id, _pid, slot, _h} = row | rows], loads, sh, best),
-    do: local_rows(rows, loads, sh, better(:atomics.get(loads, slot), row, sh, best))
-
-  defp local_rows([], _loads, _sh, best), do: best
-
-  defp better(key, row, sh, {best_key, tie, best_row} = best) do
-    cond do
-      key > best_key ->
-        best
-
-      key < best_key ->
-        {key, nil, row}
-
-      true ->
-        tie = tie || tie(sh, elem(best_row, 4))
-        own = tie(sh, elem(row, 4))
-        if own < tie, do: {key, own, row}, else: {key, tie, best_row}
-    end
-  end
-
-  defp better(key, row, _sh, nil), do: {key, nil, row}
-
-  defp best_remote(keys, table, loads, sh, classes) do
-    ctx = {routing_weights(), Node.list(), classes}
-
-    case remote_keys(keys, table, loads, sh, ctx, nil, []) do
-      nil -> nil
-      {_key, _tie, row} -> row
-    end
-  end
-
-  defp remote_keys([key | keys], table, loads, sh, ctx, best, memo) do
-    {best, memo} = remote_rows(:ets.lookup(table, key), loads, sh, ctx, best, memo)
-    remote_keys(keys, table, loads, sh, ctx, best, memo)
-  end
-
-  defp remote_keys([], _table, _loads, _sh, _ctx, best, _memo), do: best
-
-  defp remote_rows([{_p, _id, pid, slot, _h} = row | rows], loads, sh, ctx, best, memo) do
-    node = node(pid)
-
-    {rank, memo} =
-      case :lists.keyfind(node, 1, memo) do
-        {_, rank} ->
-          {rank, memo}
-
-        false ->
-          rank = node_rank(node, ctx)
-          {rank, [{node, rank} | memo]}
-      end
-
-    best = better({rank, :atomics.get(loads, slot)}, row, sh, best)
-    remote_rows(rows, loads, sh, ctx, best, memo)
-  end
-
-  defp remote_rows([], _loads, _sh, _ctx, best, memo), do: {best, memo}
-
-  defp node_rank(node, {weights, nodes, classes}) do
-    case weight(node, weights, nodes) do
-      :infinity ->
-        {:infinity, 3}
-
-      weight ->
-        class =
-          case classes do
-            %{^node => class} -> class
-            _ -> Location.class_of(node)
-          end
-
-        {weight, Map.get(@class_rank, class, 3)}
-    end
-  end
-
-  # Capabilities come from the agent's row (only that element is copied);
-  # an agent unregistered since the lookup is still a valid answer, with
-  # none.
-  defp describe({_pattern, id, pid, slot, _hash}, loads) do
-    node = node(pid)
-
-    capabilities =
-      try do
-        :ets.lookup_element(Store.agents(), {id, node}, 3)
-      rescue
-        ArgumentError -> []
-      end
-
-    %{
-      id: id,
-      pid: pid,
-      node: node,
-      capabilities: capabilities,
-      load: Directory.decode_load(:atomics.get(loads, slot))
-    }
-  end
 end

@@ -1,7 +1,8 @@
 defmodule Jido.RouterClusterTest do
   use Jido.Distributed.ClusterCase
 
-  alias Jido.Distributed.{Directory, Pattern}
+  alias Jido.Distributed.Directory
+  alias Jido.Distributed.Routing.Pattern
   alias Jido.Distributed.Test.Collector
 
   @moduletag timeout: 120_000

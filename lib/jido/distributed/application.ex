@@ -10,11 +10,9 @@ defmodule Jido.Distributed.Application do
 
     children =
       [
-        Jido.Distributed.LocationCache,
+        Jido.Distributed.Routing.LocationCache,
         Transport.Supervisor,
-        Directory.Store,
-        %{id: :pg, start: {:pg, :start_link, [Directory.scope()]}},
-        Directory,
+        Directory.Supervisor,
         Jido.Distributed.Broadcast.Supervisor,
         # Last: nothing needs it to start, and a Monitor that keeps failing
         # must not take the transport's state with it.

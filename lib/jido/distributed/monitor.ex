@@ -92,7 +92,7 @@ defmodule Jido.Distributed.Monitor do
   def reachable?(node), do: status(node) not in [:unreachable, :down]
 
   @doc "The measured distance class of `node`, `nil` before enough RTT samples."
-  @spec class(node()) :: Jido.Distributed.Location.class() | nil
+  @spec class(node()) :: Jido.Distributed.Routing.Location.class() | nil
   def class(node) when node == node(), do: :local
 
   def class(node) when is_atom(node) do

@@ -5,7 +5,7 @@ defmodule Jido.Distributed.TreeBroadcast do
 
   One process per node, registered under this module's name, holds the
   node's local subscribers (by signal type pattern, see
-  `Jido.Distributed.Pattern`) and relays broadcasts.
+  `Jido.Distributed.Routing.Pattern`) and relays broadcasts.
 
       :ok = Jido.Distributed.TreeBroadcast.subscribe("order.**")
       {:ok, %{delivered: 3, missing: []}} =
@@ -17,7 +17,7 @@ defmodule Jido.Distributed.TreeBroadcast do
 
   The root (the calling node) plans a tree over the members with
   `Jido.Distributed.TreePlanner` (location labels from
-  `Jido.Distributed.Location`; members that are not connected are planned
+  `Jido.Distributed.Routing.Location`; members that are not connected are planned
   as unhealthy, so they become leaves when possible), encodes the signal
   once into a `Jido.Distributed.Frame`, and sends each child
 
@@ -180,7 +180,8 @@ defmodule Jido.Distributed.TreeBroadcast do
       built and checked.
   """
 
-  alias Jido.Distributed.{Frame, Message, Options, Pattern, Signal, TreePlanner}
+  alias Jido.Distributed.{Frame, Message, Options, Signal, TreePlanner}
+  alias Jido.Distributed.Routing.Pattern
   alias Jido.Distributed.Broadcast.{PlanCache, Protocol, Wire}
   import Jido.Distributed.Signal, only: [is_signal: 1]
 
@@ -355,7 +356,7 @@ defmodule Jido.Distributed.TreeBroadcast do
 
   @doc """
   Subscribes a local process to broadcast signals whose type matches
-  `pattern` (see `Jido.Distributed.Pattern`). Subscribing the same process
+  `pattern` (see `Jido.Distributed.Routing.Pattern`). Subscribing the same process
   to the same pattern twice is the same as once; a process whose patterns
   overlap gets each signal once. A subscriber that exits is removed.
 

@@ -22,7 +22,8 @@ defmodule Jido.Distributed.Broadcast.PlanCache do
   a persistent_term read and an atomics read per broadcast.
   """
 
-  alias Jido.Distributed.{Location, TreePlanner}
+  alias Jido.Distributed.Routing.Location
+  alias Jido.Distributed.TreePlanner
 
   @table :jido_distributed_broadcast_plans
   @generation {__MODULE__, :generation}
@@ -136,7 +137,7 @@ defmodule Jido.Distributed.Broadcast.PlanCache do
 
   @doc """
   The members with their labels and health, as the planner takes them.
-  Labels of connected nodes come from `Jido.Distributed.Location`
+  Labels of connected nodes come from `Jido.Distributed.Routing.Location`
   (cached); a member that is not connected is planned unhealthy, without
   labels (asking it would try to connect).
   """

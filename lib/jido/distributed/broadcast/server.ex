@@ -18,7 +18,8 @@ defmodule Jido.Distributed.Broadcast.Server do
 
   require Jido.Distributed.Broadcast.Stats, as: Stats
 
-  alias Jido.Distributed.{Frame, Message, Options, Pattern, Telemetry, TreePlanner}
+  alias Jido.Distributed.{Frame, Message, Options, Telemetry, TreePlanner}
+  alias Jido.Distributed.Routing.Pattern
   alias Jido.Distributed.Broadcast.{Actions, Atoms, Batch, Outbox, PlanCache, Protocol, Recent}
   alias Jido.Distributed.Broadcast.{Session, Subscriptions, Wire}
 

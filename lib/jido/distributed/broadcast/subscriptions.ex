@@ -8,13 +8,14 @@ defmodule Jido.Distributed.Broadcast.Subscriptions do
   table owned by `Jido.Distributed.Broadcast.Supervisor`, so a restarted
   server picks them up again (`load/1`). Subscribers are monitored by the
   calling process; `down/3` removes one that exited. The subscribers of
-  each signal type are looked up once (`Jido.Distributed.CapabilityIndex`)
+  each signal type are looked up once (`Jido.Distributed.Routing.CapabilityIndex`)
   and kept until subscriptions change, for at most 1,024 types.
   """
 
   require Logger
 
-  alias Jido.Distributed.{CapabilityIndex, Message}
+  alias Jido.Distributed.Message
+  alias Jido.Distributed.Routing.CapabilityIndex
 
   @max_routes 1_024
 

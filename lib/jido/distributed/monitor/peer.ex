@@ -64,7 +64,7 @@ defmodule Jido.Distributed.Monitor.Peer do
           rtt: Rtt.t(),
           last_alive: integer() | nil,
           heard_via: [node()],
-          class: Jido.Distributed.Location.class() | nil,
+          class: Jido.Distributed.Routing.Location.class() | nil,
           indirect_grace_ms: non_neg_integer(),
           suspect_phi: float(),
           unreachable_phi: float(),

@@ -33,7 +33,7 @@ defmodule Jido.Distributed.Transport.Link do
   import Jido.Distributed.Transport.LinkRow, only: [link_row: 1]
   import Jido.Distributed.Transport.Wire, only: [is_ack_message: 1]
 
-  alias Jido.Distributed.Location
+  alias Jido.Distributed.Routing.Location
   alias Jido.Distributed.Optimizer
   alias Jido.Distributed.Options
   alias Jido.Distributed.Telemetry

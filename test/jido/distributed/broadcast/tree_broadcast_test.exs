@@ -85,7 +85,8 @@ defmodule Jido.Distributed.TreeBroadcastTest do
 
   import Jido.Distributed.TreeBroadcastTest.Helpers
 
-  alias Jido.Distributed.{Location, TreeBroadcast}
+  alias Jido.Distributed.Routing.Location
+  alias Jido.Distributed.TreeBroadcast
   alias Jido.Distributed.Test.Traffic
 
   @layout [

@@ -38,7 +38,7 @@ defmodule Jido.Distributed.Transport.SupervisorTest do
     ]
 
     assert MapSet.subset?(MapSet.new(transport), owned)
-    refute Jido.Distributed.Location.table() in owned
+    refute Jido.Distributed.Routing.Location.table() in owned
     # The broadcast subscriptions table moves out with the broadcast restructure.
     assert MapSet.size(MapSet.difference(owned, MapSet.new(transport))) <= 1
   end

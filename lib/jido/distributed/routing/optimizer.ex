@@ -5,7 +5,7 @@ defmodule Jido.Distributed.Optimizer do
   encoding.
   """
 
-  alias Jido.Distributed.Location
+  alias Jido.Distributed.Routing.Location
 
   @typedoc "Where a signal goes: a pid, or a registered name on a node."
   @type target :: pid() | {atom(), node()} | atom()
@@ -59,7 +59,7 @@ defmodule Jido.Distributed.Optimizer do
   ## Options
 
     * `:class_of` - function from node to distance class; defaults to
-      `Jido.Distributed.Location.class_of/1`.
+      `Jido.Distributed.Routing.Location.class_of/1`.
     * `:batch_sizes` - keyword list class => batch size; defaults to the
       `:batch_sizes` setting.
 

@@ -1,10 +1,10 @@
-defmodule Jido.Distributed.CapabilityIndex do
+defmodule Jido.Distributed.Routing.CapabilityIndex do
   @moduledoc """
   An immutable index from signal type patterns to the values (agent ids,
   keys, ...) that declared them, answering "who handles this type?" without
   scanning every pattern.
 
-  Patterns follow `Jido.Distributed.Pattern`: `*` matches one segment, `**`
+  Patterns follow `Jido.Distributed.Routing.Pattern`: `*` matches one segment, `**`
   zero or more. The index is a trie over pattern segments with a literal edge
   per segment plus one `*` edge and one `**` edge per node. `lookup/2` walks it
   along the type's segments, so its cost depends on the type's length and on
@@ -39,7 +39,7 @@ defmodule Jido.Distributed.CapabilityIndex do
 
   ## Examples
 
-      iex> alias Jido.Distributed.CapabilityIndex
+      iex> alias Jido.Distributed.Routing.CapabilityIndex
       iex> index =
       ...>   CapabilityIndex.new()
       ...>   |> CapabilityIndex.put("order.*.added", "billing")
@@ -55,7 +55,7 @@ defmodule Jido.Distributed.CapabilityIndex do
       ["billing"]
   """
 
-  alias Jido.Distributed.Pattern
+  alias Jido.Distributed.Routing.Pattern
 
   # A trie node is {entries, exact, star, globstar}:
   #   entries  - [{seq, value}] of the patterns ending here, newest (highest
@@ -75,7 +75,7 @@ defmodule Jido.Distributed.CapabilityIndex do
   @typedoc "A value stored in the index, such as an agent id."
   @type value :: term()
 
-  @typedoc "A pattern, as a string or compiled with `Jido.Distributed.Pattern.compile/1`."
+  @typedoc "A pattern, as a string or compiled with `Jido.Distributed.Routing.Pattern.compile/1`."
   @type pattern :: String.t() | Pattern.t()
 
   @opaque t :: %__MODULE__{
@@ -92,10 +92,10 @@ defmodule Jido.Distributed.CapabilityIndex do
   faster than repeated `put/3`. Values are ordered by their first appearance
   in `entries`. Raises `ArgumentError` if a pattern is invalid.
 
-      iex> index = Jido.Distributed.CapabilityIndex.new([{"a.*", :y}, {"a.*", :x}, {"**", :y}])
-      iex> Jido.Distributed.CapabilityIndex.size(index)
+      iex> index = Jido.Distributed.Routing.CapabilityIndex.new([{"a.*", :y}, {"a.*", :x}, {"**", :y}])
+      iex> Jido.Distributed.Routing.CapabilityIndex.size(index)
       3
-      iex> Jido.Distributed.CapabilityIndex.lookup(index, "a.b")
+      iex> Jido.Distributed.Routing.CapabilityIndex.lookup(index, "a.b")
       [:y, :x]
   """
   @spec new([{pattern(), value()}]) :: t()
@@ -123,7 +123,7 @@ defmodule Jido.Distributed.CapabilityIndex do
   Adds `value` under `pattern`. Adding a pair that is already present returns
   the index unchanged. Raises `ArgumentError` if `pattern` is invalid.
 
-      iex> alias Jido.Distributed.CapabilityIndex
+      iex> alias Jido.Distributed.Routing.CapabilityIndex
       iex> index = CapabilityIndex.new() |> CapabilityIndex.put("a.*", 1) |> CapabilityIndex.put("a.*", 1)
       iex> CapabilityIndex.size(index)
       1
@@ -146,7 +146,7 @@ defmodule Jido.Distributed.CapabilityIndex do
   Removes `value` from `pattern`. Removing a pair that is not present returns
   the index unchanged. Raises `ArgumentError` if `pattern` is invalid.
 
-      iex> alias Jido.Distributed.CapabilityIndex
+      iex> alias Jido.Distributed.Routing.CapabilityIndex
       iex> index = CapabilityIndex.new([{"a.*", 1}, {"a.*", 2}])
       iex> index |> CapabilityIndex.delete("a.*", 1) |> CapabilityIndex.lookup("a.b")
       [2]
@@ -173,7 +173,7 @@ defmodule Jido.Distributed.CapabilityIndex do
   Removes `value` from every pattern that holds it, for example when an agent
   stops. Costs O(patterns of that value), not O(index).
 
-      iex> alias Jido.Distributed.CapabilityIndex
+      iex> alias Jido.Distributed.Routing.CapabilityIndex
       iex> index = CapabilityIndex.new([{"a.*", 1}, {"b.**", 1}, {"b.**", 2}])
       iex> index = CapabilityIndex.delete_value(index, 1)
       iex> {CapabilityIndex.lookup(index, "a.x"), CapabilityIndex.lookup(index, "b.x"), CapabilityIndex.size(index)}
@@ -206,12 +206,12 @@ defmodule Jido.Distributed.CapabilityIndex do
   Returns the values of every pattern that matches `type`, without
   duplicates, in the order they entered the index (see "Values and result
   order" above). An invalid type (see
-  `Jido.Distributed.Pattern.validate_type/1`) matches nothing.
+  `Jido.Distributed.Routing.Pattern.validate_type/1`) matches nothing.
 
-      iex> index = Jido.Distributed.CapabilityIndex.new([{"**.failed", "ops"}, {"payment.*", "pay"}])
-      iex> Jido.Distributed.CapabilityIndex.lookup(index, "payment.failed")
+      iex> index = Jido.Distributed.Routing.CapabilityIndex.new([{"**.failed", "ops"}, {"payment.*", "pay"}])
+      iex> Jido.Distributed.Routing.CapabilityIndex.lookup(index, "payment.failed")
       ["ops", "pay"]
-      iex> Jido.Distributed.CapabilityIndex.lookup(index, "payment..failed")
+      iex> Jido.Distributed.Routing.CapabilityIndex.lookup(index, "payment..failed")
       []
   """
   @spec lookup(t(), String.t()) :: [value()]
@@ -227,11 +227,21 @@ defmodule Jido.Distributed.CapabilityIndex do
   @doc """
   Returns the number of `{pattern, value}` pairs in the index.
 
-      iex> Jido.Distributed.CapabilityIndex.size(Jido.Distributed.CapabilityIndex.new())
+      iex> Jido.Distributed.Routing.CapabilityIndex.size(Jido.Distributed.Routing.CapabilityIndex.new())
       0
   """
   @spec size(t()) :: non_neg_integer()
   def size(%__MODULE__{size: size}), do: size
+
+  @doc """
+  Every value in the index, in no particular order.
+
+      iex> alias Jido.Distributed.Routing.CapabilityIndex
+      iex> CapabilityIndex.new([{"a.*", 1}, {"b.**", 1}]) |> CapabilityIndex.values()
+      [1]
+  """
+  @spec values(t()) :: [value()]
+  def values(%__MODULE__{values: values}), do: Map.keys(values)
 
   # -- building ---------------------------------------------------------------
 
@@ -475,7 +485,7 @@ defmodule Jido.Distributed.CapabilityIndex do
 
   defimpl Inspect do
     def inspect(index, _opts) do
-      "#Jido.Distributed.CapabilityIndex<size: #{index.size}>"
+      "#Jido.Distributed.Routing.CapabilityIndex<size: #{index.size}>"
     end
   end
 end

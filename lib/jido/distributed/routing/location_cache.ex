@@ -1,13 +1,13 @@
-defmodule Jido.Distributed.LocationCache do
+defmodule Jido.Distributed.Routing.LocationCache do
   @moduledoc """
   Owns the cache of other nodes' location labels (the table of
-  `Jido.Distributed.Location`), so it lives as long as the application and
+  `Jido.Distributed.Routing.Location`), so it lives as long as the application and
   belongs to no subsystem, and forgets a node's labels when it goes down
   (it may come back elsewhere).
   """
   use GenServer
 
-  alias Jido.Distributed.Location
+  alias Jido.Distributed.Routing.Location
 
   @doc "Starts the owner, registered under the module name."
   @spec start_link(keyword()) :: GenServer.on_start()

@@ -1,8 +1,8 @@
-defmodule Jido.Distributed.LocationTest do
+defmodule Jido.Distributed.Routing.LocationTest do
   use ExUnit.Case, async: true
-  doctest Jido.Distributed.Location
+  doctest Jido.Distributed.Routing.Location
 
-  alias Jido.Distributed.Location
+  alias Jido.Distributed.Routing.Location
 
   test "this node is :local and an unreachable node's labels are unknown" do
     assert Location.class_of(node()) == :local

@@ -1,4 +1,4 @@
-defmodule Jido.Distributed.Pattern do
+defmodule Jido.Distributed.Routing.Pattern do
   @moduledoc """
   Signal type patterns with jido_signal's router semantics, in pure Elixir.
 
@@ -32,20 +32,20 @@ defmodule Jido.Distributed.Pattern do
 
   ## Examples
 
-      iex> Jido.Distributed.Pattern.match?("order.*.added", "order.item.added")
+      iex> Jido.Distributed.Routing.Pattern.match?("order.*.added", "order.item.added")
       true
 
-      iex> Jido.Distributed.Pattern.match?("order.**", "order")
+      iex> Jido.Distributed.Routing.Pattern.match?("order.**", "order")
       true
 
-      iex> Jido.Distributed.Pattern.match?("**.added", "order.item.removed")
+      iex> Jido.Distributed.Routing.Pattern.match?("**.added", "order.item.removed")
       false
 
-      iex> {:ok, pattern} = Jido.Distributed.Pattern.compile("audit.**.failed")
-      iex> Jido.Distributed.Pattern.match?(pattern, "audit.payment.card.failed")
+      iex> {:ok, pattern} = Jido.Distributed.Routing.Pattern.compile("audit.**.failed")
+      iex> Jido.Distributed.Routing.Pattern.match?(pattern, "audit.payment.card.failed")
       true
 
-      iex> Jido.Distributed.Pattern.compile("order..added")
+      iex> Jido.Distributed.Routing.Pattern.compile("order..added")
       {:error, :empty_segment}
   """
 
@@ -82,11 +82,11 @@ defmodule Jido.Distributed.Pattern do
   @doc """
   Compiles a pattern, or returns a compiled pattern unchanged.
 
-      iex> {:ok, pattern} = Jido.Distributed.Pattern.compile("user.*")
+      iex> {:ok, pattern} = Jido.Distributed.Routing.Pattern.compile("user.*")
       iex> pattern.segments
       ["user", :one]
 
-      iex> Jido.Distributed.Pattern.compile("user.*x")
+      iex> Jido.Distributed.Routing.Pattern.compile("user.*x")
       {:error, :partial_wildcard}
   """
   @spec compile(String.t() | t()) :: {:ok, t()} | {:error, error_reason()}
@@ -111,10 +111,10 @@ defmodule Jido.Distributed.Pattern do
   @doc """
   Compiles a pattern like `compile/1`, raising `ArgumentError` if it is invalid.
 
-      iex> Jido.Distributed.Pattern.compile!("a.**").exact?
+      iex> Jido.Distributed.Routing.Pattern.compile!("a.**").exact?
       false
 
-      iex> Jido.Distributed.Pattern.compile!("a..b")
+      iex> Jido.Distributed.Routing.Pattern.compile!("a..b")
       ** (ArgumentError) invalid signal pattern "a..b": segments cannot be empty (no leading, trailing or doubled dots)
   """
   @spec compile!(String.t() | t()) :: t()
@@ -128,10 +128,10 @@ defmodule Jido.Distributed.Pattern do
   @doc """
   Returns `true` if `pattern` is a valid pattern (a string or a compiled one).
 
-      iex> Jido.Distributed.Pattern.valid?("**.failed")
+      iex> Jido.Distributed.Routing.Pattern.valid?("**.failed")
       true
 
-      iex> Jido.Distributed.Pattern.valid?("a.")
+      iex> Jido.Distributed.Routing.Pattern.valid?("a.")
       false
   """
   @spec valid?(term()) :: boolean()
@@ -144,13 +144,13 @@ defmodule Jido.Distributed.Pattern do
   when matching many types. Raises `ArgumentError` for an invalid pattern and
   returns `false` for an invalid type.
 
-      iex> Jido.Distributed.Pattern.match?("**.item.**", "item")
+      iex> Jido.Distributed.Routing.Pattern.match?("**.item.**", "item")
       true
 
-      iex> Jido.Distributed.Pattern.match?("user.*", "User.created")
+      iex> Jido.Distributed.Routing.Pattern.match?("user.*", "User.created")
       false
 
-      iex> Jido.Distributed.Pattern.match?("**", "a..b")
+      iex> Jido.Distributed.Routing.Pattern.match?("**", "a..b")
       false
   """
   @spec match?(String.t() | t(), String.t()) :: boolean()
@@ -169,10 +169,10 @@ defmodule Jido.Distributed.Pattern do
   @doc """
   Splits a signal type into its segments, validating it.
 
-      iex> Jido.Distributed.Pattern.split_type("order.item.added")
+      iex> Jido.Distributed.Routing.Pattern.split_type("order.item.added")
       {:ok, ["order", "item", "added"]}
 
-      iex> Jido.Distributed.Pattern.split_type("order.*")
+      iex> Jido.Distributed.Routing.Pattern.split_type("order.*")
       {:error, :wildcard_in_type}
   """
   @spec split_type(term()) :: {:ok, [String.t(), ...]} | {:error, error_reason()}
@@ -193,10 +193,10 @@ defmodule Jido.Distributed.Pattern do
   @doc """
   Validates a signal type: a non-empty string of non-empty segments without `*`.
 
-      iex> Jido.Distributed.Pattern.validate_type("order.created")
+      iex> Jido.Distributed.Routing.Pattern.validate_type("order.created")
       :ok
 
-      iex> Jido.Distributed.Pattern.validate_type(".order")
+      iex> Jido.Distributed.Routing.Pattern.validate_type(".order")
       {:error, :empty_segment}
   """
   @spec validate_type(term()) :: :ok | {:error, error_reason()}
@@ -210,10 +210,10 @@ defmodule Jido.Distributed.Pattern do
   @doc """
   Returns `true` if `type` is a valid signal type (see `validate_type/1`).
 
-      iex> Jido.Distributed.Pattern.valid_type?("order.created")
+      iex> Jido.Distributed.Routing.Pattern.valid_type?("order.created")
       true
 
-      iex> Jido.Distributed.Pattern.valid_type?("order.*")
+      iex> Jido.Distributed.Routing.Pattern.valid_type?("order.*")
       false
   """
   @spec valid_type?(term()) :: boolean()
@@ -222,7 +222,7 @@ defmodule Jido.Distributed.Pattern do
   @doc """
   Returns a readable explanation of an `t:error_reason/0`.
 
-      iex> Jido.Distributed.Pattern.format_error(:partial_wildcard)
+      iex> Jido.Distributed.Routing.Pattern.format_error(:partial_wildcard)
       "a wildcard must be a whole segment, either * or **"
   """
   @spec format_error(error_reason()) :: String.t()

@@ -1,4 +1,4 @@
-defmodule Jido.Distributed.Location do
+defmodule Jido.Distributed.Routing.Location do
   @moduledoc """
   Location labels of nodes (region, zone, rack) and the network distance
   class between two nodes.
@@ -63,7 +63,7 @@ defmodule Jido.Distributed.Location do
   @doc """
   The distance class between two locations.
 
-      iex> alias Jido.Distributed.Location
+      iex> alias Jido.Distributed.Routing.Location
       iex> Location.class(%{region: "eu", zone: "a", rack: nil}, %{region: "eu", zone: "a", rack: nil})
       :same_zone
       iex> Location.class(%{region: "eu", zone: "a", rack: nil}, %{region: "eu", zone: "b", rack: nil})

@@ -1,8 +1,8 @@
-defmodule Jido.Distributed.PatternTest do
+defmodule Jido.Distributed.Routing.PatternTest do
   use ExUnit.Case, async: true
-  doctest Jido.Distributed.Pattern
+  doctest Jido.Distributed.Routing.Pattern
 
-  alias Jido.Distributed.Pattern
+  alias Jido.Distributed.Routing.Pattern
 
   # {pattern, type, matches?} - jido_signal router semantics.
   @cases [

@@ -62,7 +62,7 @@ defmodule Jido.Distributed.DirectoryTest do
 
     # No wildcard pattern left behind in the index.
     {trie, _loads, _classes} = Directory.view()
-    assert Jido.Distributed.CapabilityIndex.lookup(trie, "#{p}.x.1") == []
+    assert Jido.Distributed.Routing.CapabilityIndex.lookup(trie, "#{p}.x.1") == []
   end
 
   test "bad input is refused", %{prefix: p} do

@@ -1,8 +1,8 @@
-defmodule Jido.Distributed.CapabilityIndexTest do
+defmodule Jido.Distributed.Routing.CapabilityIndexTest do
   use ExUnit.Case, async: true
-  doctest Jido.Distributed.CapabilityIndex
+  doctest Jido.Distributed.Routing.CapabilityIndex
 
-  alias Jido.Distributed.{CapabilityIndex, Pattern}
+  alias Jido.Distributed.Routing.{CapabilityIndex, Pattern}
 
   describe "put/3 and lookup/2" do
     test "finds values by exact, `*` and `**` patterns" do
@@ -162,7 +162,7 @@ defmodule Jido.Distributed.CapabilityIndexTest do
 
     test "inspects compactly" do
       assert inspect(CapabilityIndex.new([{"a", 1}])) ==
-               "#Jido.Distributed.CapabilityIndex<size: 1>"
+               "#Jido.Distributed.Routing.CapabilityIndex<size: 1>"
     end
   end
 

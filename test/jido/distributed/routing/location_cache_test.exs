@@ -1,7 +1,7 @@
-defmodule Jido.Distributed.LocationCacheTest do
+defmodule Jido.Distributed.Routing.LocationCacheTest do
   use ExUnit.Case, async: true
 
-  alias Jido.Distributed.{Location, LocationCache}
+  alias Jido.Distributed.Routing.{Location, LocationCache}
 
   test "the application's cache owner holds the Location table and forgets a node that goes down" do
     owner = Process.whereis(LocationCache)
