@@ -18,7 +18,7 @@ defmodule Jido.Distributed.Broadcast.Server do
 
   require Jido.Distributed.Broadcast.Stats, as: Stats
 
-  alias Jido.Distributed.{Frame, Message, Options, Telemetry, TreePlanner}
+  alias Jido.Distributed.{Frame, Malformed, Message, Options, Telemetry, TreePlanner}
   alias Jido.Distributed.Routing.Pattern
   alias Jido.Distributed.Broadcast.{Actions, Atoms, Batch, Outbox, PlanCache, Protocol, Recent}
   alias Jido.Distributed.Broadcast.{Session, Subscriptions, Wire}
@@ -376,19 +376,8 @@ defmodule Jido.Distributed.Broadcast.Server do
   # emits one event and logs it, the first of each reason only.
   defp malformed(state, reason, message) do
     Stats.count(state.counters, :malformed)
-    Telemetry.emit([:broadcast, :malformed], %{count: 1}, %{reason: reason})
-
-    if MapSet.member?(state.logged, reason) do
-      state
-    else
-      Logger.warning(
-        "#{inspect(Wire.name())} dropped a malformed message (#{reason}): " <>
-          "#{inspect(message, limit: 8, printable_limit: 256)}; " <>
-          "further ones for this reason are only counted (malformed in stats/0)"
-      )
-
-      %{state | logged: MapSet.put(state.logged, reason)}
-    end
+    logged = Malformed.report(state.logged, :broadcast, reason, message, inspect(Wire.name()))
+    %{state | logged: logged}
   end
 
   # Every callback ends here: queued acks go out when the mailbox is empty

@@ -24,7 +24,7 @@ defmodule Jido.Distributed.Directory.Server do
   use GenServer
   require Logger
 
-  alias Jido.Distributed.{Options, Telemetry}
+  alias Jido.Distributed.{Malformed, Options, Telemetry}
   alias Jido.Distributed.Directory.{Deltas, Index, Replica, Store, Wire}
   alias Jido.Distributed.Routing.Location
 
@@ -304,19 +304,11 @@ defmodule Jido.Distributed.Directory.Server do
   # of each kind.
   defp garbage(state, kind, message) do
     Store.count(:malformed)
-    Telemetry.emit([:directory, :malformed], %{count: 1}, %{reason: kind})
 
-    if MapSet.member?(state.logged, kind) do
+    %{
       state
-    else
-      Logger.warning(
-        "#{inspect(Wire.name())} dropped a malformed message (#{kind}): " <>
-          "#{inspect(message, limit: 8, printable_limit: 256)}; " <>
-          "further ones of this kind are only counted (malformed in Directory.stats/0)"
-      )
-
-      %{state | logged: MapSet.put(state.logged, kind)}
-    end
+      | logged: Malformed.report(state.logged, :directory, kind, message, inspect(Wire.name()))
+    }
   end
 
   # -- subscriptions ----------------------------------------------------------------

@@ -97,7 +97,15 @@ defmodule Jido.Distributed.Monitor.Peer do
   @doc "A sign of life at `now`: a heartbeat, a reply, a frame or an ack."
   @spec alive(t(), integer()) :: {t(), [event()]}
   def alive(%__MODULE__{} = p, now) do
-    p = %{p | detector: Phi.heartbeat(p.detector, now), last_alive: now, heard_via: []}
+    # The silence that made a peer suspect or unreachable is an outage, not
+    # a sample of its heartbeat intervals: learning it would make the next
+    # outage slower to detect.
+    detector =
+      if p.status == :up,
+        do: Phi.heartbeat(p.detector, now),
+        else: Phi.restart(p.detector, now)
+
+    p = %{p | detector: detector, last_alive: now, heard_via: []}
 
     case p.status do
       :up -> {p, []}

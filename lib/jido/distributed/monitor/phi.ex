@@ -86,6 +86,18 @@ defmodule Jido.Distributed.Monitor.Phi do
     end
   end
 
+  @doc """
+  Records a sign of life at `now` without taking the time since the last
+  one as an interval (after an outage).
+
+      iex> alias Jido.Distributed.Monitor.Phi
+      iex> d = Enum.reduce(1..20, Phi.new(expected_ms: 100), &Phi.heartbeat(&2, &1 * 100))
+      iex> Phi.mean(Phi.restart(d, 60_000)) == Phi.mean(d)
+      true
+  """
+  @spec restart(t(), integer()) :: t()
+  def restart(%__MODULE__{} = d, now), do: %{d | last: now}
+
   @doc "The last sign of life (`nil` before the first)."
   @spec last(t()) :: integer() | nil
   def last(%__MODULE__{last: last}), do: last

@@ -26,7 +26,7 @@ defmodule Jido.Distributed.Monitor.Server do
   require Logger
 
   alias Jido.Distributed.Monitor.{Peer, Rtt, Wire}
-  alias Jido.Distributed.{Options, Telemetry}
+  alias Jido.Distributed.{Malformed, Options, Telemetry}
   alias Jido.Distributed.Transport.Link
 
   @table :jido_distributed_monitor
@@ -63,6 +63,7 @@ defmodule Jido.Distributed.Monitor.Server do
       subscribers: %{},
       next_tick: now + opts[:heartbeat_ms],
       malformed: 0,
+      logged: MapSet.new(),
       stalls: 0
     }
 
@@ -474,12 +475,8 @@ defmodule Jido.Distributed.Monitor.Server do
         _ -> :message
       end
 
-    if state.malformed < 10 or rem(state.malformed, 1_000) == 0 do
-      Logger.warning("#{inspect(__MODULE__)} dropped a malformed input: #{inspect(kind)}")
-    end
-
-    Telemetry.emit([:monitor, :malformed], %{count: 1}, %{kind: kind})
-    %{state | malformed: state.malformed + 1}
+    logged = Malformed.report(state.logged, :monitor, kind, what, inspect(__MODULE__))
+    %{state | malformed: state.malformed + 1, logged: logged}
   end
 
   defp own_row(state) do
