@@ -52,6 +52,11 @@ defmodule Jido.Distributed do
       (the kind refused by `Jido.Distributed.Directory.Wire`).
     * `[:jido, :distributed, :broadcast, :start | :stop]` - on the root of a
       tree broadcast; see `Jido.Distributed.TreeBroadcast`.
+    * `[:jido, :distributed, :broadcast, :malformed]` - `count`; `reason`.
+    * `[:jido, :distributed, :monitor, :topology]` - `count`; `event`
+      (`:node_up`, `:suspect`, `:unreachable`, `:recovered`, `:node_down`,
+      `:class_changed`), `node`; see `Jido.Distributed.Monitor`.
+    * `[:jido, :distributed, :monitor, :malformed]` - `count`; `reason`.
   """
 
   import Jido.Distributed.Signal, only: [is_signal: 1]
@@ -368,9 +373,11 @@ defmodule Jido.Distributed do
   `frames`, `raw_bytes`, `wire_bytes` (compressed, as sent), `acks`,
   `retransmits` (frames sent again), `dropped`, `rejected`, and `buffer`
   (pending and unacked entries and bytes, sequence numbers). `receiver` has
-  what this node received from others.
+  what this node received from others. `traffic` has, per node, signals and
+  bytes per second in and out over the last few seconds (see
+  `Jido.Distributed.Monitor.traffic/0`).
   """
-  @spec stats() :: %{links: %{node() => map()}, receiver: map()}
+  @spec stats() :: %{links: %{node() => map()}, receiver: map(), traffic: map()}
   def stats do
     links =
       for LinkRow.link_row(node: node, buffer: buffer, counters: counters) <- LinkStore.rows(),
@@ -385,7 +392,14 @@ defmodule Jido.Distributed do
         {node, counters}
       end
 
-    %{links: links, receiver: Receiver.stats()}
+    %{links: links, receiver: Receiver.stats(), traffic: traffic()}
+  end
+
+  # Rates from the Monitor (none while it is not running).
+  defp traffic do
+    Jido.Distributed.Monitor.traffic()
+  catch
+    :exit, _ -> %{}
   end
 
   defp address(%{pid: pid}) when is_pid(pid), do: {:ok, pid}

@@ -117,6 +117,14 @@ defmodule Jido.Distributed.Monitor do
   @spec stats() :: map()
   def stats, do: GenServer.call(Server, :details)
 
+  @doc """
+  Traffic per node over the last `:gossip_ms`: `signals_out_per_s` and
+  `bytes_out_per_s` (what this node's Link sent, compressed bytes),
+  `signals_in_per_s` and `bytes_in_per_s` (what its Receiver delivered).
+  """
+  @spec traffic() :: %{node() => %{atom() => float()}}
+  def traffic, do: GenServer.call(Server, :traffic)
+
   @doc "Delivers `{:jido_topology, event}` to the caller from now on."
   @spec subscribe() :: :ok
   def subscribe, do: GenServer.call(Server, :subscribe)

@@ -27,7 +27,9 @@ defmodule Jido.Distributed.Monitor.Server do
 
   alias Jido.Distributed.Monitor.{Peer, Rtt, Wire}
   alias Jido.Distributed.{Malformed, Options, Telemetry}
-  alias Jido.Distributed.Transport.Link
+  alias Jido.Distributed.Transport.{Link, LinkBuffer, LinkRow, LinkStore, Receiver}
+
+  require Jido.Distributed.Transport.LinkRow
 
   @table :jido_distributed_monitor
 
@@ -64,6 +66,8 @@ defmodule Jido.Distributed.Monitor.Server do
       next_tick: now + opts[:heartbeat_ms],
       malformed: 0,
       logged: MapSet.new(),
+      traffic_sample: nil,
+      traffic: %{},
       stalls: 0
     }
 
@@ -89,6 +93,8 @@ defmodule Jido.Distributed.Monitor.Server do
     if ref, do: Process.demonitor(ref, [:flush])
     {:reply, :ok, %{state | subscribers: subscribers}}
   end
+
+  def handle_call(:traffic, _from, state), do: {:reply, state.traffic, state}
 
   def handle_call(:matrix, _from, state) do
     now = now_ms()
@@ -181,7 +187,7 @@ defmodule Jido.Distributed.Monitor.Server do
     for {node, %{status: :up}} <- state.peers,
         do: dist_send(node, Wire.build({:row, node(), row}))
 
-    {:noreply, state}
+    {:noreply, sample_traffic(state)}
   end
 
   def handle_info({:udp, socket, ip, port, data}, %{socket: socket} = state) do
@@ -478,6 +484,62 @@ defmodule Jido.Distributed.Monitor.Server do
     logged = Malformed.report(state.logged, :monitor, kind, what, inspect(__MODULE__))
     %{state | malformed: state.malformed + 1, logged: logged}
   end
+
+  # Rates per node from the Links' and the Receiver's running totals,
+  # between this sample and the last.
+  defp sample_traffic(state) do
+    now = now_ms()
+
+    totals =
+      Enum.reduce(Receiver.traffic(), link_totals(), fn {node, t}, acc ->
+        Map.update(acc, node, %{in: t}, &Map.put(&1, :in, t))
+      end)
+
+    sample =
+      Map.new(totals, fn {node, t} ->
+        inbound = Map.get(t, :in, %{signals: 0, wire_bytes: 0})
+
+        {node,
+         {Map.get(t, :signals, 0), Map.get(t, :wire_bytes, 0), inbound.signals,
+          inbound.wire_bytes}}
+      end)
+
+    traffic =
+      case state.traffic_sample do
+        {at, last} when now > at ->
+          secs = (now - at) / 1_000
+
+          Map.new(sample, fn {node, {so, bo, si, bi}} ->
+            {so0, bo0, si0, bi0} = Map.get(last, node, {so, bo, si, bi})
+
+            {node,
+             %{
+               signals_out_per_s: rate(so - so0, secs),
+               bytes_out_per_s: rate(bo - bo0, secs),
+               signals_in_per_s: rate(si - si0, secs),
+               bytes_in_per_s: rate(bi - bi0, secs)
+             }}
+          end)
+
+        _ ->
+          state.traffic
+      end
+
+    %{state | traffic_sample: {now, sample}, traffic: traffic}
+  catch
+    # The transport is restarting: try again next time.
+    _, _ -> state
+  end
+
+  defp link_totals do
+    for LinkRow.link_row(node: node, buffer: buffer, counters: counters) <- LinkStore.rows(),
+        into: %{} do
+      sent = LinkRow.read_counters(counters)
+      {node, %{signals: LinkBuffer.stats(buffer).pushed_entries, wire_bytes: sent.wire_bytes}}
+    end
+  end
+
+  defp rate(delta, secs), do: Float.round(max(delta, 0) / secs, 1)
 
   defp own_row(state) do
     for {node, p} <- state.peers,

@@ -28,6 +28,7 @@ defmodule Jido.Distributed.Transport.LinkStore do
 
   @links :jido_distributed_links
   @store :jido_distributed_link_store
+  @traffic :jido_distributed_inbound_traffic
 
   @doc "Starts the store (one per node, registered under the module name)."
   @spec start_link(keyword()) :: GenServer.on_start()
@@ -76,6 +77,13 @@ defmodule Jido.Distributed.Transport.LinkStore do
   @spec inbound() :: Inbound.t()
   def inbound, do: :ets.lookup_element(@store, :inbound, 2)
 
+  @doc """
+  The table of what arrived from each origin node: rows
+  `{origin, signals, wire_bytes, frames}`, bumped by the Receiver.
+  """
+  @spec traffic_table() :: atom()
+  def traffic_table, do: @traffic
+
   @impl true
   def init(_opts) do
     :ets.new(@links, [
@@ -88,6 +96,7 @@ defmodule Jido.Distributed.Transport.LinkStore do
 
     :ets.new(@store, [:named_table, :protected, :set, read_concurrency: true])
     :ets.insert(@store, {:inbound, Inbound.new()})
+    :ets.new(@traffic, [:named_table, :public, :set, write_concurrency: true])
     :ok = :net_kernel.monitor_nodes(true, node_type: :all)
     # After subscribing: a node that comes up from here on is seen either way.
     :ok = NodeCheck.create_tables()

@@ -40,7 +40,7 @@ defmodule Jido.Distributed.Transport.Receiver do
 
   require Logger
 
-  alias Jido.Distributed.Options
+  alias Jido.Distributed.{Frame, Options}
   alias Jido.Distributed.Telemetry
   alias Jido.Distributed.Transport.{Inbound, LinkStore, Wire}
 
@@ -134,7 +134,11 @@ defmodule Jido.Distributed.Transport.Receiver do
     %{origin: origin, seq: seq} = header
 
     case Inbound.deliver(state.store, header, frame, state.max_frame_size) do
-      {status, _delivered} when status in [:ok, :duplicate] ->
+      {:ok, _delivered} ->
+        count_traffic(origin, frame)
+        schedule_ack(state, header, false)
+
+      {:duplicate, _delivered} ->
         schedule_ack(state, header, false)
 
       {:gap, delivered} ->
@@ -155,6 +159,39 @@ defmodule Jido.Distributed.Transport.Receiver do
         Telemetry.emit([:receiver, :malformed], %{count: 1}, %{origin: origin, reason: reason})
         state
     end
+  end
+
+  # Per origin, for rates (see `Jido.Distributed.Monitor.traffic/0`).
+  defp count_traffic(origin, frame) do
+    signals =
+      case Frame.header(frame) do
+        {:ok, %{count: count}} -> count
+        _ -> 0
+      end
+
+    :ets.update_counter(
+      LinkStore.traffic_table(),
+      origin,
+      [{2, signals}, {3, byte_size(frame)}, {4, 1}],
+      {origin, 0, 0, 0}
+    )
+  end
+
+  @doc """
+  What arrived from each origin node since this node started:
+  `%{origin => %{signals: n, wire_bytes: n, frames: n}}`.
+  """
+  @spec traffic() :: %{
+          node() => %{
+            signals: non_neg_integer(),
+            wire_bytes: non_neg_integer(),
+            frames: non_neg_integer()
+          }
+        }
+  def traffic do
+    Map.new(:ets.tab2list(LinkStore.traffic_table()), fn {origin, signals, bytes, frames} ->
+      {origin, %{signals: signals, wire_bytes: bytes, frames: frames}}
+    end)
   end
 
   defp expire_sessions(state) do

@@ -181,4 +181,24 @@ defmodule Jido.Distributed.MonitorClusterTest do
     assert Enum.sum(Enum.map(reports, & &1.distinct)) == 5_000
     assert Enum.all?(reports, &(&1.violations == 0))
   end
+
+  test "traffic per node: signals and bytes per second, in and out" do
+    alias Jido.Distributed.Test.{Collector, Load}
+    env = [monitor: [gossip_ms: 500]]
+    [a, b] = nodes = start_cluster(2, env: env)
+    all_up(nodes)
+    collector = Collector.start(b)
+    # About 2,000 signals a second for 3 s.
+    Load.spawn_sender(a, [collector], :t, 6_000, self(), every: 20, pause_ms: 10)
+
+    wait_until("rates on both ends", fn ->
+      out = Cluster.rpc(a, Jido.Distributed, :stats, []).traffic[b]
+      inn = Cluster.rpc(b, Jido.Distributed, :stats, []).traffic[a]
+
+      out && inn && out.signals_out_per_s > 100 && out.bytes_out_per_s > 1_000 &&
+        inn.signals_in_per_s > 100 && inn.bytes_in_per_s > 1_000
+    end)
+
+    assert_receive {:sender_done, :t, _}, 30_000
+  end
 end
