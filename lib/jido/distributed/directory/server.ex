@@ -24,7 +24,7 @@ defmodule Jido.Distributed.Directory.Server do
   use GenServer
   require Logger
 
-  alias Jido.Distributed.{Malformed, Options, Telemetry}
+  alias Jido.Distributed.{Malformed, Monitor, Options, Telemetry}
   alias Jido.Distributed.Directory.{Deltas, Index, Replica, Store, Wire}
   alias Jido.Distributed.Routing.Location
 
@@ -62,6 +62,9 @@ defmodule Jido.Distributed.Directory.Server do
       index: index,
       deltas: Deltas.new(),
       logged: MapSet.new(),
+      # node => timer ref: agents kept while the Monitor finds the node
+      # unreachable (not gone), see `down/3`
+      kept: %{},
       pg_ref: pg_ref,
       limits: {settings[:max_batch], settings[:max_delay_ms]}
     }
@@ -209,6 +212,13 @@ defmodule Jido.Distributed.Directory.Server do
   def handle_info({ref, :leave, _group, _pids}, %{pg_ref: ref} = state),
     do: {:noreply, finish(state)}
 
+  def handle_info({:kept_check, node, ref}, state) do
+    case state.kept do
+      %{^node => ^ref} -> {:noreply, finish(check_kept(state, node))}
+      _ -> {:noreply, state}
+    end
+  end
+
   def handle_info({:DOWN, ref, :process, _pid, reason}, state) do
     {kind, refs} = Map.pop(state.refs, ref)
     {:noreply, finish(down(kind, reason, %{state | refs: refs}))}
@@ -289,10 +299,16 @@ defmodule Jido.Distributed.Directory.Server do
 
   defp down({:peer, pid}, reason, state) do
     node = node(pid)
-    dropped = map_size(Map.get(state.remote, node, %{}))
-    state = drop_node(%{state | peers: Map.delete(state.peers, pid)}, node)
-    Telemetry.emit([:directory, :peer_down], %{agents: dropped}, %{node: node, reason: reason})
-    state
+    state = %{state | peers: Map.delete(state.peers, pid)}
+
+    # A connection lost while the Monitor finds the node unreachable (a
+    # partition, not a departure): its agents stay, unrouted (the Router
+    # weighs the node :infinity), until the Monitor says it is gone, so
+    # a short partition costs no churn; a reconnect replaces them with a
+    # fresh snapshot.
+    if reason == :noconnection and Monitor.status(node) == :unreachable,
+      do: keep_node(state, node),
+      else: drop_peer_node(state, node, reason)
   end
 
   defp down({:subscriber, pid}, _reason, state),
@@ -393,6 +409,35 @@ defmodule Jido.Distributed.Directory.Server do
     do:
       {Replica.update(known, effect, nil),
        Index.remove(index, Store.remote(), node, id, pid, sources, slot)}
+
+  defp drop_peer_node(state, node, reason) do
+    dropped = map_size(Map.get(state.remote, node, %{}))
+    state = drop_node(%{state | kept: Map.delete(state.kept, node)}, node)
+    Telemetry.emit([:directory, :peer_down], %{agents: dropped}, %{node: node, reason: reason})
+    state
+  end
+
+  @kept_check_ms 1_000
+
+  defp keep_node(state, node) do
+    ref = make_ref()
+    Process.send_after(self(), {:kept_check, node, ref}, @kept_check_ms)
+    %{state | kept: Map.put(state.kept, node, ref)}
+  end
+
+  defp check_kept(state, node) do
+    cond do
+      # Back: its new subscription's snapshot took over.
+      Enum.any?(Map.keys(state.peers), &(node(&1) == node)) ->
+        %{state | kept: Map.delete(state.kept, node)}
+
+      Monitor.status(node) == :unreachable ->
+        keep_node(state, node)
+
+      true ->
+        drop_peer_node(state, node, :noconnection)
+    end
+  end
 
   defp drop_node(state, node) do
     dels = for id <- Map.keys(Map.get(state.remote, node, %{})), do: {:del, id}
