@@ -25,11 +25,8 @@ defmodule Jido.Distributed.Monitor.Server do
 
   require Logger
 
-  alias Jido.Distributed.Monitor.{Peer, Rtt, Wire}
-  alias Jido.Distributed.{Malformed, Options, Telemetry}
-  alias Jido.Distributed.Transport.{Link, LinkBuffer, LinkRow, LinkStore, Receiver}
-
-  require Jido.Distributed.Transport.LinkRow
+  alias Jido.Distributed.Monitor.{Events, Peer, Rtt, Traffic, Wire}
+  alias Jido.Distributed.{Malformed, Options}
 
   @table :jido_distributed_monitor
 
@@ -441,37 +438,9 @@ defmodule Jido.Distributed.Monitor.Server do
   defp publish(state, _node, []), do: state
 
   defp publish(state, node, events) do
-    Enum.each(events, fn event ->
-      message =
-        case event do
-          {:class_changed, old, new} -> {:class_changed, node, old, new}
-          kind -> {kind, node}
-        end
-
-      for pid <- Map.keys(state.subscribers), do: send(pid, {:jido_topology, message})
-      Telemetry.emit([:monitor, :topology], %{count: 1}, %{event: elem(message, 0), node: node})
-      route(node, event)
-    end)
-
+    Events.publish(Map.keys(state.subscribers), node, events)
     state
   end
-
-  # Routing and Links follow reachability with no manual call.
-  # A Link stops only for `:unreachable` (a connection still up that
-  # carries nothing); a closed connection it sees itself.
-  defp route(node, :unreachable) do
-    Jido.Router.update_routing_weights(%{node => :infinity})
-    Link.reachability(node, false)
-  end
-
-  defp route(node, :node_down), do: Jido.Router.update_routing_weights(%{node => :infinity})
-
-  defp route(node, event) when event in [:recovered, :node_up] do
-    Jido.Router.update_routing_weights(%{node => nil})
-    Link.reachability(node, true)
-  end
-
-  defp route(_node, _event), do: :ok
 
   defp malformed(state, what) do
     kind =
@@ -485,61 +454,10 @@ defmodule Jido.Distributed.Monitor.Server do
     %{state | malformed: state.malformed + 1, logged: logged}
   end
 
-  # Rates per node from the Links' and the Receiver's running totals,
-  # between this sample and the last.
   defp sample_traffic(state) do
-    now = now_ms()
-
-    totals =
-      Enum.reduce(Receiver.traffic(), link_totals(), fn {node, t}, acc ->
-        Map.update(acc, node, %{in: t}, &Map.put(&1, :in, t))
-      end)
-
-    sample =
-      Map.new(totals, fn {node, t} ->
-        inbound = Map.get(t, :in, %{signals: 0, wire_bytes: 0})
-
-        {node,
-         {Map.get(t, :signals, 0), Map.get(t, :wire_bytes, 0), inbound.signals,
-          inbound.wire_bytes}}
-      end)
-
-    traffic =
-      case state.traffic_sample do
-        {at, last} when now > at ->
-          secs = (now - at) / 1_000
-
-          Map.new(sample, fn {node, {so, bo, si, bi}} ->
-            {so0, bo0, si0, bi0} = Map.get(last, node, {so, bo, si, bi})
-
-            {node,
-             %{
-               signals_out_per_s: rate(so - so0, secs),
-               bytes_out_per_s: rate(bo - bo0, secs),
-               signals_in_per_s: rate(si - si0, secs),
-               bytes_in_per_s: rate(bi - bi0, secs)
-             }}
-          end)
-
-        _ ->
-          state.traffic
-      end
-
-    %{state | traffic_sample: {now, sample}, traffic: traffic}
-  catch
-    # The transport is restarting: try again next time.
-    _, _ -> state
+    {sample, traffic} = Traffic.sample(state.traffic_sample, state.traffic, now_ms())
+    %{state | traffic_sample: sample, traffic: traffic}
   end
-
-  defp link_totals do
-    for LinkRow.link_row(node: node, buffer: buffer, counters: counters) <- LinkStore.rows(),
-        into: %{} do
-      sent = LinkRow.read_counters(counters)
-      {node, %{signals: LinkBuffer.stats(buffer).pushed_entries, wire_bytes: sent.wire_bytes}}
-    end
-  end
-
-  defp rate(delta, secs), do: Float.round(max(delta, 0) / secs, 1)
 
   defp own_row(state) do
     for {node, p} <- state.peers,

@@ -8,6 +8,7 @@ defmodule Jido.Distributed.Monitor.PureTest do
   doctest Peer
   doctest Jido.Distributed.Monitor.Wire
   doctest Jido.Distributed.Monitor
+  doctest Jido.Distributed.Monitor.Traffic
 
   defp regular(d, from, to, every), do: Enum.reduce(from..to//every, d, &Phi.heartbeat(&2, &1))
 
