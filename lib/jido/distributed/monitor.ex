@@ -89,6 +89,7 @@ defmodule Jido.Distributed.Monitor do
   (a node it does not know is not held against).
   """
   @spec reachable?(node()) :: boolean()
+  # status/1 raises ArgumentError for a non-atom.
   def reachable?(node), do: status(node) not in [:unreachable, :down]
 
   @doc "The measured distance class of `node`, `nil` before enough RTT samples."
@@ -101,6 +102,9 @@ defmodule Jido.Distributed.Monitor do
       _ -> nil
     end
   end
+
+  def class(other),
+    do: raise(ArgumentError, "the node argument must be an atom, got: #{inspect(other)}")
 
   @doc """
   The latency matrix: for each node whose row this node has (itself

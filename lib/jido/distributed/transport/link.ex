@@ -122,6 +122,11 @@ defmodule Jido.Distributed.Transport.Link do
     ArgumentError -> :ok
   end
 
+  def reachability(node, reachable?) do
+    raise ArgumentError,
+          "expected a node (atom) and a boolean, got: #{inspect(node)}, #{inspect(reachable?)}"
+  end
+
   @doc "Flushes everything pending for `node` now and waits for it."
   @spec flush(node(), timeout()) :: :ok
   def flush(node, timeout \\ 5_000)

@@ -47,6 +47,22 @@ defmodule Jido.Distributed.Monitor.PureTest do
     assert Rtt.sample(r, -5) == r
   end
 
+  test "misuse of the API raises ArgumentError naming the argument" do
+    for f <- [
+          &Jido.Distributed.Monitor.status/1,
+          &Jido.Distributed.Monitor.class/1,
+          &Jido.Distributed.Monitor.reachable?/1
+        ] do
+      assert_raise ArgumentError, ~r/the node argument must be an atom, got: "x"/, fn ->
+        f.("x")
+      end
+    end
+
+    assert_raise ArgumentError, ~r/expected a node \(atom\) and a boolean/, fn ->
+      Jido.Distributed.Transport.Link.reachability("n", :yes)
+    end
+  end
+
   describe "peer" do
     defp up(now \\ 1_000) do
       p = Peer.new(:b@h, 0, expected_ms: 100)
