@@ -43,8 +43,7 @@ defmodule Jido.Distributed.Monitor.Server do
   def init(_opts) do
     opts = Options.get(:monitor)
     :ok = :net_kernel.monitor_nodes(true, node_type: :visible)
-    {:ok, socket} = :gen_udp.open(opts[:udp_port], [:binary, active: 100, reuseaddr: true])
-    {:ok, port} = :inet.port(socket)
+    {socket, port} = open_socket(opts[:udp_port])
     now = now_ms()
 
     state = %{
@@ -121,7 +120,8 @@ defmodule Jido.Distributed.Monitor.Server do
       end)
 
     udp =
-      case :inet.getstat(state.socket, [:send_oct, :send_cnt, :recv_oct, :recv_cnt]) do
+      case state.socket &&
+             :inet.getstat(state.socket, [:send_oct, :send_cnt, :recv_oct, :recv_cnt]) do
         {:ok, stats} -> Map.new(stats)
         _ -> %{}
       end
@@ -252,10 +252,14 @@ defmodule Jido.Distributed.Monitor.Server do
   end
 
   defp handle_remote(state, {:hello, from, port, reply?}) do
+    # Port 0: the peer has no heartbeat socket; it gets distribution beats.
     state =
       case peer_ip(from) do
-        {:ok, ip} -> %{state | endpoints: Map.put(state.endpoints, from, {ip, port})}
-        :error -> state
+        {:ok, ip} when port > 0 ->
+          %{state | endpoints: Map.put(state.endpoints, from, {ip, port})}
+
+        _ ->
+          %{state | endpoints: Map.delete(state.endpoints, from)}
       end
 
     state = add_peer(state, from, now_ms(), false)
@@ -415,7 +419,7 @@ defmodule Jido.Distributed.Monitor.Server do
       udp_ok? = Map.get(state.acked_by, node, 0) > 0
 
       case state.endpoints do
-        %{^node => {ip, port}} ->
+        %{^node => {ip, port}} when state.socket != nil ->
           packet =
             Wire.heartbeat(node(), node, seq, Map.get(state.heard, node, 0), Wire.key(node))
 
@@ -479,6 +483,24 @@ defmodule Jido.Distributed.Monitor.Server do
       down_after_ms: opts[:down_after_ms],
       indirect_grace_ms: opts[:indirect_grace_ms]
     ]
+  end
+
+  # Without a heartbeat socket (the port is taken, sockets refused) the
+  # Monitor still works, over distribution beats only: it must never keep
+  # the application from starting.
+  defp open_socket(port) do
+    with {:ok, socket} <- :gen_udp.open(port, [:binary, active: 100]),
+         {:ok, bound} <- :inet.port(socket) do
+      {socket, bound}
+    else
+      {:error, reason} ->
+        Logger.error(
+          "#{inspect(__MODULE__)} cannot open its UDP heartbeat socket on port #{port} " <>
+            "(#{inspect(reason)}): heartbeats go over distribution only"
+        )
+
+        {nil, 0}
+    end
   end
 
   defp peer_ip(node) do

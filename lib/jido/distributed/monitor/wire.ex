@@ -22,7 +22,7 @@ defmodule Jido.Distributed.Monitor.Wire do
   ## Over distribution
 
     * `{:jido_mon, :hello, from, udp_port, reply?}` - the sender's heartbeat
-      port (`reply?`: answer with yours);
+      port, 0 for none (`reply?`: answer with yours);
     * `{:jido_mon, :ping, from, ref, sent_us}` / `{:jido_mon, :pong, from,
       ref, sent_us}` - RTT probes (the reply echoes `sent_us`);
     * `{:jido_mon, :beat, from}` - a heartbeat over distribution, for a
@@ -121,7 +121,7 @@ defmodule Jido.Distributed.Monitor.Wire do
   """
   @spec check(term()) :: {:ok, message()} | :error
   def check({:jido_mon, :hello, from, port, reply?} = m)
-      when is_atom(from) and is_integer(port) and port in 1..65_535 and is_boolean(reply?),
+      when is_atom(from) and is_integer(port) and port in 0..65_535 and is_boolean(reply?),
       do: ok(m)
 
   def check({:jido_mon, kind, from, ref, sent} = m)

@@ -201,4 +201,20 @@ defmodule Jido.Distributed.MonitorClusterTest do
 
     assert_receive {:sender_done, :t, _}, 30_000
   end
+
+  test "a node whose heartbeat port is taken still runs its Monitor, over distribution" do
+    {:ok, taken} = :gen_udp.open(0, [:binary])
+    {:ok, port} = :inet.port(taken)
+
+    try do
+      [a] = start_cluster([[name: :noudp, env: [monitor: [udp_port: port]]]])
+      [b] = start_cluster(1)
+      all_up([a, b])
+      assert Cluster.rpc(a, Monitor, :stats, []).port == 0
+      # b learns that a has no socket: its heartbeats to a go over distribution.
+      refute Cluster.rpc(b, Monitor, :stats, []).peers[a].udp
+    after
+      :gen_udp.close(taken)
+    end
+  end
 end
