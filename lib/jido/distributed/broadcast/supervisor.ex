@@ -27,6 +27,12 @@ defmodule Jido.Distributed.Broadcast.Supervisor do
   def init(_opts) do
     :ets.new(@subscriptions, [:named_table, :public, :bag])
     :ok = PlanCache.create_table()
-    Supervisor.init([{Server, subscriptions: @subscriptions}], strategy: :one_for_one)
+    # The server keeps its subscriptions and plans in tables owned here:
+    # restart it however often it is killed rather than give up.
+    Supervisor.init([{Server, subscriptions: @subscriptions}],
+      strategy: :one_for_one,
+      max_restarts: 100,
+      max_seconds: 5
+    )
   end
 end

@@ -21,7 +21,11 @@ defmodule Jido.Distributed.Directory.Supervisor do
 
     Supervisor.init(
       [%{id: :pg, start: {:pg, :start_link, [Wire.scope()]}}, Server],
-      strategy: :rest_for_one
+      strategy: :rest_for_one,
+      # The server rebuilds from the tables this supervisor owns: restart
+      # it however often it is killed rather than give up the subsystem.
+      max_restarts: 100,
+      max_seconds: 5
     )
   end
 end

@@ -14,6 +14,7 @@ defmodule Jido.Distributed.Monitor.Supervisor do
   @impl true
   def init(_opts) do
     :ets.new(Server.table(), [:named_table, :public, :set, read_concurrency: true])
-    Supervisor.init([Server], strategy: :one_for_one)
+    # A restarted Monitor relearns its peers within a heartbeat or two.
+    Supervisor.init([Server], strategy: :one_for_one, max_restarts: 100, max_seconds: 5)
   end
 end
