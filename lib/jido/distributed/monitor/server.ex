@@ -25,7 +25,8 @@ defmodule Jido.Distributed.Monitor.Server do
 
   require Logger
 
-  alias Jido.Distributed.Monitor.{Events, Peer, Rtt, Traffic, Wire}
+  alias Jido.Distributed.Monitor.{Events, Net, Peer, Rtt, Traffic, Wire}
+  alias Jido.Distributed.Transport.Receiver
   alias Jido.Distributed.{Malformed, Options}
 
   @table :jido_distributed_monitor
@@ -43,7 +44,7 @@ defmodule Jido.Distributed.Monitor.Server do
   def init(_opts) do
     opts = Options.get(:monitor)
     :ok = :net_kernel.monitor_nodes(true, node_type: :visible)
-    {socket, port} = open_socket(opts[:udp_port])
+    {socket, port} = Net.open_socket(opts[:udp_port])
     now = now_ms()
 
     state = %{
@@ -63,6 +64,7 @@ defmodule Jido.Distributed.Monitor.Server do
       malformed: 0,
       logged: MapSet.new(),
       traffic_sample: nil,
+      frames_seen: %{},
       traffic: %{},
       stalls: 0
     }
@@ -119,12 +121,7 @@ defmodule Jido.Distributed.Monitor.Server do
          }}
       end)
 
-    udp =
-      case state.socket &&
-             :inet.getstat(state.socket, [:send_oct, :send_cnt, :recv_oct, :recv_cnt]) do
-        {:ok, stats} -> Map.new(stats)
-        _ -> %{}
-      end
+    udp = Net.udp_stats(state.socket)
 
     {:reply,
      %{
@@ -151,7 +148,7 @@ defmodule Jido.Distributed.Monitor.Server do
         peers = Map.new(state.peers, fn {n, p} -> {n, Peer.excuse(p, now)} end)
         %{state | peers: peers, stalls: state.stalls + 1}
       else
-        check_peers(state, now)
+        state |> frames_as_signs(now) |> check_peers(now)
       end
 
     {:noreply, state |> send_heartbeats(now) |> expire_probes(now)}
@@ -254,7 +251,7 @@ defmodule Jido.Distributed.Monitor.Server do
   defp handle_remote(state, {:hello, from, port, reply?}) do
     # Port 0: the peer has no heartbeat socket; it gets distribution beats.
     state =
-      case peer_ip(from) do
+      case Net.peer_ip(from) do
         {:ok, ip} when port > 0 ->
           %{state | endpoints: Map.put(state.endpoints, from, {ip, port})}
 
@@ -356,6 +353,29 @@ defmodule Jido.Distributed.Monitor.Server do
       _ ->
         state
     end
+  end
+
+  # A frame from a peer, delivered by the Receiver since the last tick, is
+  # a sign of life too (heartbeats still go out: under load the Receiver
+  # may lag, and the peer must not depend on it).
+  defp frames_as_signs(state, now) do
+    Enum.reduce(Receiver.traffic(), state, fn {node, %{frames: frames}}, state ->
+      case state.frames_seen do
+        %{^node => ^frames} ->
+          state
+
+        %{^node => _older} ->
+          %{state | frames_seen: Map.put(state.frames_seen, node, frames)}
+          |> alive(node, now)
+
+        # First look (after a start): a count, not news.
+        _ ->
+          %{state | frames_seen: Map.put(state.frames_seen, node, frames)}
+      end
+    end)
+  catch
+    # The transport is restarting: next tick.
+    _, _ -> state
   end
 
   defp check_peers(state, now) do
@@ -483,33 +503,6 @@ defmodule Jido.Distributed.Monitor.Server do
       down_after_ms: opts[:down_after_ms],
       indirect_grace_ms: opts[:indirect_grace_ms]
     ]
-  end
-
-  # Without a heartbeat socket (the port is taken, sockets refused) the
-  # Monitor still works, over distribution beats only: it must never keep
-  # the application from starting.
-  defp open_socket(port) do
-    with {:ok, socket} <- :gen_udp.open(port, [:binary, active: 100]),
-         {:ok, bound} <- :inet.port(socket) do
-      {socket, bound}
-    else
-      {:error, reason} ->
-        Logger.error(
-          "#{inspect(__MODULE__)} cannot open its UDP heartbeat socket on port #{port} " <>
-            "(#{inspect(reason)}): heartbeats go over distribution only"
-        )
-
-        {nil, 0}
-    end
-  end
-
-  defp peer_ip(node) do
-    with {_, ctrl} when is_port(ctrl) <- List.keyfind(:erlang.system_info(:dist_ctrl), node, 0),
-         {:ok, {ip, _port}} <- :inet.peername(ctrl) do
-      {:ok, ip}
-    else
-      _ -> :error
-    end
   end
 
   defp dist_send(node, message),
