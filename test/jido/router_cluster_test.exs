@@ -9,19 +9,6 @@ defmodule Jido.RouterClusterTest do
 
   # -- helpers -------------------------------------------------------------------
 
-  defp eventually(what, fun, timeout \\ 10_000) do
-    deadline = System.monotonic_time(:millisecond) + timeout
-    poll(what, fun, deadline)
-  end
-
-  defp poll(what, fun, deadline) do
-    cond do
-      fun.() -> :ok
-      System.monotonic_time(:millisecond) > deadline -> flunk("timed out waiting for #{what}")
-      true -> Process.sleep(20) && poll(what, fun, deadline)
-    end
-  end
-
   # Registers each {node, id, patterns} with a Collector on that node as the
   # agent process (registered from here: register/3 goes to the pid's node).
   defp register_agents(specs) do

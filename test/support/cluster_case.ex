@@ -27,7 +27,9 @@ defmodule Jido.Distributed.ClusterCase do
     end
 
     quote do
-      import Jido.Distributed.ClusterCase, only: [start_cluster: 1, start_cluster: 2]
+      import Jido.Distributed.ClusterCase,
+        only: [start_cluster: 1, start_cluster: 2, eventually: 1, eventually: 2, eventually: 3]
+
       alias Jido.Distributed.Test.Cluster
       @moduletag :cluster
     end
@@ -44,5 +46,29 @@ defmodule Jido.Distributed.ClusterCase do
     nodes = Cluster.start_nodes(specs, opts)
     ExUnit.Callbacks.on_exit({Cluster, nodes}, fn -> Cluster.stop_nodes(nodes) end)
     nodes
+  end
+
+  @doc """
+  Calls `fun` every 20 ms until it returns something other than `false` or
+  `nil`, and returns that; fails the test with "timed out waiting for
+  `what`" after `timeout` ms. Other test modules may import it too.
+  """
+  @spec eventually(String.t(), (() -> term()), timeout()) :: term()
+  def eventually(what \\ "a condition", fun, timeout \\ 10_000) when is_function(fun, 0) do
+    poll(what, fun, System.monotonic_time(:millisecond) + timeout)
+  end
+
+  defp poll(what, fun, deadline) do
+    case fun.() do
+      result when result not in [false, nil] ->
+        result
+
+      _ ->
+        if System.monotonic_time(:millisecond) > deadline,
+          do: ExUnit.Assertions.flunk("timed out waiting for #{what}")
+
+        Process.sleep(20)
+        poll(what, fun, deadline)
+    end
   end
 end

@@ -7,19 +7,6 @@ defmodule Jido.Distributed.BadInputClusterTest do
 
   @moduletag timeout: 120_000
 
-  defp eventually(what, fun, timeout \\ 15_000) do
-    deadline = System.monotonic_time(:millisecond) + timeout
-    poll(what, fun, deadline)
-  end
-
-  defp poll(what, fun, deadline) do
-    cond do
-      fun.() -> :ok
-      System.monotonic_time(:millisecond) > deadline -> flunk("timed out waiting for #{what}")
-      true -> Process.sleep(50) && poll(what, fun, deadline)
-    end
-  end
-
   defp process_count(node), do: Cluster.rpc(node, :erlang, :system_info, [:process_count])
 
   defp links(node), do: Cluster.rpc(node, Jido.Distributed, :stats, []).links

@@ -6,14 +6,6 @@ defmodule Jido.Distributed.DirectoryClusterTest do
 
   @moduletag timeout: 120_000
 
-  defp eventually(what, fun, deadline \\ System.monotonic_time(:millisecond) + 15_000) do
-    cond do
-      fun.() -> :ok
-      System.monotonic_time(:millisecond) > deadline -> flunk("timed out waiting for #{what}")
-      true -> Process.sleep(20) && eventually(what, fun, deadline)
-    end
-  end
-
   test "a restarted Directory keeps other nodes' agents until their Directory answers" do
     [a, b] = start_cluster(2)
     id = "dc#{System.unique_integer([:positive])}"

@@ -2,18 +2,12 @@ defmodule Jido.Distributed.Directory.SupervisorTest do
   # Not async: restarts the node's Directory server.
   use ExUnit.Case, async: false
 
+  import Jido.Distributed.ClusterCase, only: [eventually: 1]
+
   import ExUnit.CaptureLog
 
   alias Jido.Distributed.Directory
   alias Jido.Distributed.Directory.{Store, Wire}
-
-  defp eventually(fun, deadline \\ System.monotonic_time(:millisecond) + 10_000) do
-    cond do
-      fun.() -> :ok
-      System.monotonic_time(:millisecond) > deadline -> flunk("condition not met in time")
-      true -> Process.sleep(10) && eventually(fun, deadline)
-    end
-  end
 
   defp restart_server do
     old = Process.whereis(Wire.name())

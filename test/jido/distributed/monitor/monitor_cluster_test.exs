@@ -7,32 +7,13 @@ defmodule Jido.Distributed.MonitorClusterTest do
 
   defp subscribe(node), do: Jido.Distributed.Test.TopologyRelay.start(node, self())
 
-  defp wait_until(what, fun, timeout \\ 10_000) do
-    deadline = System.monotonic_time(:millisecond) + timeout
-    wait_loop(what, fun, deadline)
-  end
-
-  defp wait_loop(what, fun, deadline) do
-    case fun.() do
-      result when result not in [false, nil] ->
-        result
-
-      _ ->
-        if System.monotonic_time(:millisecond) > deadline,
-          do: flunk("timed out waiting for #{what}")
-
-        Process.sleep(20)
-        wait_loop(what, fun, deadline)
-    end
-  end
-
   defp status(on, node), do: Cluster.rpc(on, Monitor, :status, [node])
 
   defp os_pid(node), do: Cluster.rpc(node, :os, :getpid, []) |> List.to_string()
 
   defp all_up(nodes) do
     for a <- nodes, b <- nodes, a != b do
-      wait_until("#{b} up on #{a}", fn -> status(a, b) == :up end)
+      eventually("#{b} up on #{a}", fn -> status(a, b) == :up end)
     end
   end
 
@@ -85,7 +66,7 @@ defmodule Jido.Distributed.MonitorClusterTest do
     assert status(a, b) == :down
     Cluster.heal(a, b)
     assert_receive {:topology, ^a, {:node_up, ^b}}, 5_000
-    wait_until("#{b} up on #{a}", fn -> status(a, b) == :up end)
+    eventually("#{b} up on #{a}", fn -> status(a, b) == :up end)
   end
 
   test "the latency matrix has every node's row with measured RTTs" do
@@ -93,7 +74,7 @@ defmodule Jido.Distributed.MonitorClusterTest do
     all_up(nodes)
 
     matrix =
-      wait_until("full matrix on #{a}", fn ->
+      eventually("full matrix on #{a}", fn ->
         m = Cluster.rpc(a, Monitor, :latency_matrix, [])
         Enum.all?(nodes, &(map_size(get_in(m, [&1, :row]) || %{}) >= 2)) && m
       end)
@@ -107,7 +88,7 @@ defmodule Jido.Distributed.MonitorClusterTest do
     details = Cluster.rpc(a, Monitor, :stats, [])
     assert details.peers[b].udp and details.peers[c].udp
     # Classes come from 3 RTT samples (one a second).
-    wait_until("a measured class", fn -> Cluster.rpc(a, Monitor, :class, [b]) end, 15_000)
+    eventually("a measured class", fn -> Cluster.rpc(a, Monitor, :class, [b]) end, 15_000)
     assert Cluster.rpc(a, Monitor, :class, [b]) in [:same_zone, :same_region, :remote]
   end
 
@@ -142,7 +123,7 @@ defmodule Jido.Distributed.MonitorClusterTest do
 
     :gen_udp.close(sock)
 
-    wait_until("malformed counted", fn ->
+    eventually("malformed counted", fn ->
       Cluster.rpc(a, Monitor, :stats, []).malformed - before.malformed == length(garbage) + 4
     end)
 
@@ -191,7 +172,7 @@ defmodule Jido.Distributed.MonitorClusterTest do
     # About 2,000 signals a second for 3 s.
     Load.spawn_sender(a, [collector], :t, 6_000, self(), every: 20, pause_ms: 10)
 
-    wait_until("rates on both ends", fn ->
+    eventually("rates on both ends", fn ->
       out = Cluster.rpc(a, Jido.Distributed, :stats, []).traffic[b]
       inn = Cluster.rpc(b, Jido.Distributed, :stats, []).traffic[a]
 

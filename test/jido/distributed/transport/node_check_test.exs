@@ -2,18 +2,12 @@ defmodule Jido.Distributed.Transport.NodeCheckTest do
   # Not async: it fills the node-wide limit of connection attempts.
   use ExUnit.Case, async: false
 
+  import Jido.Distributed.ClusterCase, only: [eventually: 1]
+
   alias Jido.Distributed.Transport.{LinkStore, NodeCheck}
 
   defp made_up(prefix, i),
     do: :"#{prefix}#{i}_#{System.unique_integer([:positive])}@nowhere.invalid"
-
-  defp eventually(fun, deadline \\ System.monotonic_time(:millisecond) + 10_000) do
-    cond do
-      fun.() -> :ok
-      System.monotonic_time(:millisecond) > deadline -> flunk("condition not met in time")
-      true -> Process.sleep(20) && eventually(fun, deadline)
-    end
-  end
 
   setup do
     eventually(fn -> NodeCheck.attempts() == 0 end)
