@@ -15,6 +15,7 @@
 pub mod command;
 pub mod config;
 pub mod connection;
+pub mod forward;
 pub mod server;
 pub mod shutdown;
 pub mod stream;
