@@ -15,7 +15,10 @@
 pub mod command;
 pub mod config;
 pub mod connection;
+pub mod dial;
 pub mod forward;
+pub mod peers;
 pub mod server;
 pub mod shutdown;
+pub mod stats;
 pub mod stream;

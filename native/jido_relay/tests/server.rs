@@ -19,7 +19,7 @@ use tokio::time::timeout;
 
 const COOKIE: &str = "secret";
 const RELAY: &str = "relay@localhost";
-const CLIENT: &str = "client@localhost";
+static CLIENTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 const WAIT: Duration = Duration::from_secs(5);
 
 struct Relay {
@@ -42,6 +42,13 @@ impl Relay {
             send_timeout: Duration::from_secs(5),
             max_connections: 16,
             limits: connection::Limits::default(),
+            allowlist: jido_relay::config::default_allowlist(),
+            queue_capacity: 64,
+            rtt_interval: Duration::from_secs(60),
+            dial_attempts: 1,
+            dial_backoff: Duration::from_millis(10),
+            dial_backoff_max: Duration::from_millis(10),
+            epmd_port: 4369,
         };
         tune(&mut settings);
         let (tx, rx) = oneshot::channel::<()>();
@@ -67,6 +74,7 @@ impl Relay {
 }
 
 struct Client {
+    name: String,
     writer: Stream,
     reader: Reader<Stream>,
     pid: Pid,
@@ -74,7 +82,10 @@ struct Client {
 
 async fn connect(addr: SocketAddr, cookie: &str) -> Result<Client, String> {
     let socket = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let local = LocalNode::new(CLIENT.parse().unwrap(), Creation::random());
+    // One connection per node: every client is its own node.
+    let n = CLIENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("client{n}@localhost");
+    let local = LocalNode::new(name.parse().unwrap(), Creation::random());
     let creation = local.creation.get();
     let mut hs = ClientSideHandshake::new(Stream::new(socket), local, cookie);
     let status = hs
@@ -85,9 +96,10 @@ async fn connect(addr: SocketAddr, cookie: &str) -> Result<Client, String> {
     let (stream, peer) = hs.execute_rest(true).await.map_err(|e| e.to_string())?;
     assert_eq!(peer.name.to_string(), RELAY);
     Ok(Client {
+        pid: Pid::new(name.as_str(), 7, 0, creation),
+        name,
         writer: stream.clone(),
         reader: Reader::new(stream, connection::Limits::default()),
-        pid: Pid::new(CLIENT, 7, 0, creation),
     })
 }
 
@@ -118,7 +130,7 @@ impl Client {
     }
 
     fn ping(&self, id: u32) -> Message {
-        let reference = Reference::from((CLIENT, vec![id, 0, 0]));
+        let reference = Reference::from((self.name.as_str(), vec![id, 0, 0]));
         Message::reg_send(
             self.pid.clone(),
             Atom::from("jido_relay"),
@@ -137,7 +149,7 @@ impl Client {
             self.pid.clone(),
             Tuple::from(vec![
                 Atom::from("pong").into(),
-                Reference::from((CLIENT, vec![id, 0, 0])).into(),
+                Reference::from((self.name.as_str(), vec![id, 0, 0])).into(),
                 Atom::from(RELAY).into(),
             ])
             .into(),
