@@ -327,3 +327,108 @@ async fn connection_cap_delays_but_does_not_refuse() {
     timeout(WAIT, second).await.unwrap().unwrap().unwrap();
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn monitor_of_a_relay_process_gets_noproc() {
+    use erl_dist::term::PidOrAtom;
+    let relay = Relay::start(|_| {}).await;
+    let mut client = connect(relay.addr, COOKIE).await.unwrap();
+    let reference = Reference::from((client.name.as_str(), vec![9, 9, 9]));
+    let to = PidOrAtom::Atom(Atom::from("nobody"));
+    client
+        .send(Message::monitor_p(
+            client.pid.clone(),
+            to.clone(),
+            reference.clone(),
+        ))
+        .await;
+    assert_eq!(
+        client.next_message().await,
+        Message::monitor_p_exit(
+            to,
+            client.pid.clone(),
+            reference,
+            Atom::from("noproc").into()
+        )
+    );
+    client.assert_ping(1).await;
+    relay.stop().await;
+}
+
+fn map_get<'a>(map: &'a Term, key: &str) -> &'a Term {
+    let Term::Map(m) = map else {
+        panic!("expected a map, got {map:?}")
+    };
+    m.map
+        .get(&Term::from(Atom::from(key)))
+        .unwrap_or_else(|| panic!("no {key} in {map:?}"))
+}
+
+fn int(n: i32) -> Term {
+    erl_dist::term::FixInteger::from(n).into()
+}
+
+#[tokio::test]
+async fn forwards_to_an_unreachable_node_queue_then_drop_and_are_counted() {
+    // epmd on port 1 refuses at once: the dial fails, frames stay queued.
+    let relay = Relay::start(|s| {
+        s.queue_capacity = 2;
+        s.epmd_port = 1;
+    })
+    .await;
+    let mut client = connect(relay.addr, COOKIE).await.unwrap();
+    let forward = |name: &str, i: i32| {
+        Message::reg_send(
+            client.pid.clone(),
+            Atom::from("jido_relay"),
+            Tuple::from(vec![
+                Atom::from("fwd").into(),
+                Atom::from("nobody@localhost").into(),
+                Atom::from(name).into(),
+                int(i),
+            ])
+            .into(),
+        )
+    };
+    let receiver = jido_relay::config::RECEIVER_NAME;
+    let msgs: Vec<Message> = (0..5)
+        .map(|i| forward(receiver, i))
+        .chain([forward("not_allowed", 9)])
+        .collect();
+    for m in msgs {
+        client.send(m).await;
+    }
+    let reference: Term = Reference::from((client.name.as_str(), vec![5, 5, 5])).into();
+    client
+        .send(Message::reg_send(
+            client.pid.clone(),
+            Atom::from("jido_relay"),
+            Tuple::from(vec![
+                Atom::from("stats").into(),
+                client.pid.clone().into(),
+                reference.clone(),
+            ])
+            .into(),
+        ))
+        .await;
+    let Message::Send(reply) = client.next_message().await else {
+        panic!("expected a send")
+    };
+    let Term::Tuple(Tuple { elements }) = reply.message else {
+        panic!("expected a tuple")
+    };
+    assert_eq!(elements[0], Term::from(Atom::from("jido_relay_stats")));
+    assert_eq!(elements[1], reference);
+    let totals = &elements[3];
+    assert_eq!(map_get(totals, "forwarded"), &int(2));
+    assert_eq!(map_get(totals, "dropped"), &int(3));
+    assert_eq!(map_get(totals, "refused"), &int(1));
+    let row = map_get(&elements[2], "nobody@localhost");
+    assert_eq!(map_get(row, "queue"), &int(2));
+    assert_eq!(map_get(row, "drops"), &int(3));
+    assert_eq!(map_get(row, "connected"), &Term::from(Atom::from("false")));
+    let me = map_get(&elements[2], &client.name);
+    assert_eq!(map_get(me, "connected"), &Term::from(Atom::from("true")));
+    client.assert_ping(1).await;
+    relay.stop().await;
+}
