@@ -368,4 +368,75 @@ mod tests {
             let _ = decode(&body[..i], etf::Limits::default());
         }
     }
+
+    #[test]
+    fn fuzz_classify_with_a_million_inputs_without_panic() {
+        // Seeds: a ping, a named forward, a pid forward, a monitor.
+        let pid = Pid::new("a@vm", 1, 0, 1);
+        let fwd = |rest: Vec<Term>| {
+            let mut elements = vec![Atom::from("fwd").into()];
+            elements.extend(rest);
+            Message::reg_send(
+                pid.clone(),
+                Atom::from(REGISTERED_NAME),
+                Tuple::from(elements).into(),
+            )
+        };
+        let seeds: Vec<Vec<u8>> = [
+            ping(),
+            fwd(vec![
+                Atom::from("b@vm").into(),
+                Atom::from("Elixir.R").into(),
+                sample(),
+            ]),
+            fwd(vec![pid.clone().into(), sample()]),
+            Message::monitor_p(
+                pid.clone(),
+                erl_dist::term::PidOrAtom::Atom(Atom::from("x")),
+                erl_dist::term::Reference::from(("a@vm", vec![1, 2, 3])),
+            ),
+        ]
+        .into_iter()
+        .map(|m| encode(m).unwrap()[5..].to_vec())
+        .collect();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let limits = etf::Limits::default();
+        let (mut forwards, mut messages) = (0u32, 0u32);
+        for i in 0..1_000_000usize {
+            let mut bytes = seeds[i % seeds.len()].clone();
+            match next() % 3 {
+                0 => {
+                    for _ in 0..=(next() % 3) {
+                        let at = (next() as usize) % bytes.len();
+                        bytes[at] = next() as u8;
+                    }
+                }
+                1 => bytes.truncate((next() as usize) % bytes.len()),
+                _ => {
+                    let at = (next() as usize) % bytes.len();
+                    let n = (next() % 8) as usize;
+                    let noise: Vec<u8> = (0..n).map(|_| next() as u8).collect();
+                    bytes.splice(at..at, noise);
+                }
+            }
+            match classify(bytes, limits, REGISTERED_NAME) {
+                Incoming::Forward(fwd, bytes) => {
+                    forwards += 1;
+                    // What is forwarded is always one well-formed term.
+                    let mut term = vec![131];
+                    term.extend_from_slice(&bytes[fwd.msg.clone()]);
+                    assert_eq!(etf::check(&term, 1, limits), Ok(()));
+                }
+                Incoming::Message(_) => messages += 1,
+                Incoming::Skipped(_) | Incoming::Tick => {}
+            }
+        }
+        assert!(forwards > 0 && messages > 0, "{forwards} {messages}");
+    }
 }
