@@ -210,12 +210,21 @@ impl Peers {
         })
     }
 
-    /// Gives `node`'s queue back when its connection ends.
-    pub fn release(&self, node: &str, rx: mpsc::Receiver<Frame>) {
+    /// Gives `node`'s queue back when its connection ends. `true` when
+    /// frames are still waiting and nobody dials the node: the caller should
+    /// start a dial (now marked as started).
+    pub fn release(&self, node: &str, rx: mpsc::Receiver<Frame>) -> bool {
         let mut map = self.lock();
-        if let Some(slot) = map.get_mut(node) {
-            slot.rx = Some(rx);
+        let Some(slot) = map.get_mut(node) else {
+            return false;
+        };
+        let waiting = !rx.is_empty();
+        slot.rx = Some(rx);
+        let dial = waiting && !slot.dialing;
+        if dial {
+            slot.dialing = true;
         }
+        dial
     }
 
     /// Marks the dial of `node` finished (connected or given up).
@@ -315,6 +324,7 @@ mod tests {
         let peers = Peers::new(4);
         peers.enqueue("b@vm", vec![1]);
         let mut claim = peers.claim("b@vm").expect("free queue");
+        peers.dial_done("b@vm");
         assert!(peers.claim("b@vm").is_none(), "one owner at a time");
         assert!(peers.is_connected("b@vm"));
         assert_eq!(claim.rx.try_recv().ok(), Some(vec![1]));
@@ -322,8 +332,9 @@ mod tests {
             peers.enqueue("b@vm", vec![2]),
             Enqueued::Queued { dial: false }
         );
-        peers.release("b@vm", claim.rx);
+        assert!(peers.release("b@vm", claim.rx), "frame 2 waits: redial");
         assert!(!peers.is_connected("b@vm"));
+        assert!(!peers.start_dial("b@vm"), "already marked as dialling");
         let mut again = peers.claim("b@vm").expect("released");
         assert_eq!(again.rx.try_recv().ok(), Some(vec![2]));
     }

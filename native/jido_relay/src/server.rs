@@ -20,6 +20,7 @@ use erl_dist::node::{Creation, LocalNode, NodeName, PeerNode};
 use erl_dist::term::Pid;
 use futures::io::AsyncWriteExt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -307,10 +308,13 @@ async fn connected(stream: Stream, node: String, claim: Claim, hub: &Arc<Hub>, s
     async {
         info!("node connected");
         let (rx, result) = session(stream, &node, claim, hub, stop).await;
-        hub.peers.release(&node, rx);
         match result {
             Ok(()) => info!("node disconnected"),
             Err(e) => warn!(cause = %e, "connection closed"),
+        }
+        // Frames still queued: reconnect to deliver them (bounded attempts).
+        if hub.peers.release(&node, rx) && !hub.stop.is_shutdown() {
+            tokio::spawn(dial_loop(Arc::clone(hub), node.clone()).in_current_span());
         }
     }
     .instrument(span)
@@ -319,7 +323,13 @@ async fn connected(stream: Stream, node: String, claim: Claim, hub: &Arc<Hub>, s
 
 // Dials `node` with backoff until connected, refused for good, out of
 // attempts or shut down.
-async fn dial_loop(hub: Arc<Hub>, node: String) {
+// Boxed with an explicit `Send`: sessions spawn dials and dials run
+// sessions, a cycle the compiler cannot see through otherwise.
+fn dial_loop(hub: Arc<Hub>, node: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(dial(hub, node))
+}
+
+async fn dial(hub: Arc<Hub>, node: String) {
     let settings = &hub.settings;
     let mut stop = hub.stop.clone();
     for attempt in 0..settings.dial_attempts.max(1) {
