@@ -32,11 +32,18 @@ struct Node {
 }
 
 impl Node {
-    fn start(sname: &str, env: &[(&str, &str)], script: &str) -> Self {
+    /// Starts `erl` running `script`. The node goes on the network (epmd)
+    /// under `sname` at once, or, with `dist_in_script`, only when the
+    /// script calls `net_kernel:start/1` itself (`SNAME` in its env), so
+    /// nothing can reach it before it has registered its processes.
+    fn start(sname: &str, env: &[(&str, &str)], script: &str, dist_in_script: bool) -> Self {
         let mut cmd = Command::new("erl");
+        if dist_in_script {
+            cmd.env("SNAME", sname);
+        } else {
+            cmd.args(["-sname", sname]);
+        }
         cmd.args([
-            "-sname",
-            sname,
             "-setcookie",
             COOKIE,
             "-noshell",
@@ -121,7 +128,11 @@ struct Relay {
     _epmd: Stream,
 }
 
-async fn start_relay(host: &str) -> Relay {
+async fn start_relay(host: &str, tune: impl FnOnce(&mut Settings)) -> Relay {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("jido_relay=debug")
+        .try_init();
     let _ = Command::new("epmd").arg("-daemon").status();
     let name = unique("jrelay");
     let node: NodeName = format!("{name}@{host}").parse().unwrap();
@@ -147,6 +158,8 @@ async fn start_relay(host: &str) -> Relay {
         dial_backoff_max: Duration::from_secs(1),
         epmd_port: 4369,
     };
+    let mut settings = settings;
+    tune(&mut settings);
     let (stop, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(server::run(listener, settings, async {
         let _ = rx.await;
@@ -160,23 +173,26 @@ async fn start_relay(host: &str) -> Relay {
     }
 }
 
-// B: the Receiver counts `{msg, I, Bin}` that arrive in order, answers
+// B (started with `dist_in_script`): the Receiver counts `{msg, I, Bin}` that arrive in order, answers
 // `{hello, Pid}` with a `{jido_ack, node(), Count}` sent to Pid through the
 // relay; `not_allowed` reports anything that reaches it.
 const B_SCRIPT: &str = r#"
 Relay = list_to_atom(os:getenv("RELAY")),
 register('Elixir.Jido.Distributed.Transport.Receiver', self()),
 register(not_allowed, spawn(fun L() -> receive M -> io:format("LEAK ~p~n", [M]), L() end end)),
+{ok, _} = net_kernel:start([list_to_atom(os:getenv("SNAME")), shortnames]),
 io:format("READY~n"),
 Loop = fun Loop(N) ->
   receive
-    {msg, I, Bin} when I =:= N + 1, byte_size(Bin) =:= 1000 -> Loop(N + 1);
+    {msg, I, Bin} when I =:= N + 1, byte_size(Bin) =:= 1000 ->
+      case (N + 1) rem 50 of 0 -> io:format("AT ~p~n", [N + 1]); _ -> ok end,
+      Loop(N + 1);
     {msg, I, _} -> io:format("ORDER ~p ~p~n", [N, I]), Loop(N);
     {hello, APid} -> {jido_relay, Relay} ! {fwd, APid, {jido_ack, node(), N}}, Loop(N);
     Other -> io:format("OTHER ~p~n", [Other]), Loop(N)
   end
 end,
-Loop(0).
+Loop(list_to_integer(os:getenv("START", "0"))).
 "#;
 
 // A: refused and garbage requests first, then 2000 frames and a hello; waits
@@ -291,10 +307,10 @@ async fn garbage_client(relay: &Relay, b_node: &str, host: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwards_between_real_nodes_by_name_and_by_pid() {
     let host = jido_relay::config::short_hostname().expect("hostname");
-    let relay = start_relay(&host).await;
+    let relay = start_relay(&host, |_| {}).await;
     let b_name = unique("jrb");
     let b_node = format!("{b_name}@{host}");
-    let mut b = Node::start(&b_name, &[("RELAY", &relay.node)], B_SCRIPT);
+    let mut b = Node::start(&b_name, &[("RELAY", &relay.node)], B_SCRIPT, true);
     b.wait_for("READY");
 
     garbage_client(&relay, &b_node, &host).await;
@@ -304,6 +320,7 @@ async fn forwards_between_real_nodes_by_name_and_by_pid() {
         &a_name,
         &[("RELAY", &relay.node), ("BNODE", &b_node)],
         A_SCRIPT,
+        false,
     );
     let acked = a.wait_for("ACKED");
     assert_eq!(acked, "ACKED 2000", "B got all 2000 frames in order");
@@ -333,6 +350,127 @@ async fn forwards_between_real_nodes_by_name_and_by_pid() {
     );
 
     drop(a);
+    drop(b);
+    let _ = relay.stop.send(());
+    tokio::time::timeout(WAIT, relay.task)
+        .await
+        .expect("relay stops")
+        .unwrap();
+}
+
+/// An erl_dist client node connected straight to the relay.
+struct Client {
+    me: Pid,
+    writer: Stream,
+    reader: Reader<Stream>,
+}
+
+impl Client {
+    async fn connect(relay: &Relay, host: &str) -> Self {
+        let socket = TcpStream::connect(relay.addr).await.unwrap();
+        let name = format!("{}@{host}", unique("client"));
+        let local = LocalNode::new(name.parse().unwrap(), Creation::random());
+        let me = Pid::new(name, 1, 0, local.creation.get());
+        let mut hs = ClientSideHandshake::new(Stream::new(socket), local, COOKIE);
+        assert_eq!(hs.execute_send_name(6).await.unwrap(), HandshakeStatus::Ok);
+        let (stream, _) = hs.execute_rest(true).await.unwrap();
+        Self {
+            me,
+            writer: stream.clone(),
+            reader: Reader::new(stream, connection::Limits::default()),
+        }
+    }
+
+    async fn forward(&mut self, node: &str, i: i32) {
+        let msg = Tuple::from(vec![
+            Atom::from("msg").into(),
+            erl_dist::term::FixInteger::from(i).into(),
+            erl_dist::term::Binary::from(vec![7u8; 1000]).into(),
+        ]);
+        let request = Tuple::from(vec![
+            Atom::from("fwd").into(),
+            Atom::from(node).into(),
+            Atom::from(jido_relay::config::RECEIVER_NAME).into(),
+            msg.into(),
+        ]);
+        let m = Message::reg_send(self.me.clone(), Atom::from("jido_relay"), request.into());
+        connection::write(&mut self.writer, m).await.unwrap();
+    }
+
+    /// Whether the relay reports a connection to `node`.
+    async fn relay_connected_to(&mut self, node: &str) -> bool {
+        let reference = Reference::from((self.me.node.name.as_str(), vec![7, 7, 7]));
+        let ask = Tuple::from(vec![
+            Atom::from("stats").into(),
+            self.me.clone().into(),
+            reference.into(),
+        ]);
+        let m = Message::reg_send(self.me.clone(), Atom::from("jido_relay"), ask.into());
+        connection::write(&mut self.writer, m).await.unwrap();
+        loop {
+            let item = tokio::time::timeout(WAIT, self.reader.read())
+                .await
+                .expect("stats reply in time");
+            let Ok(Incoming::Message(m)) = item else {
+                continue;
+            };
+            let Message::Send(send) = *m else { continue };
+            let erl_dist::term::Term::Tuple(t) = send.message else {
+                continue;
+            };
+            let erl_dist::term::Term::Map(peers) = &t.elements[2] else {
+                panic!("peers map")
+            };
+            let Some(erl_dist::term::Term::Map(row)) = peers.map.get(&Atom::from(node).into())
+            else {
+                return false;
+            };
+            return row.map.get(&Atom::from("connected").into())
+                == Some(&Atom::from("true").into());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_for_a_restarting_node_wait_and_are_delivered_in_order() {
+    let host = jido_relay::config::short_hostname().expect("hostname");
+    // Dial for a long while: the node restarts within it.
+    let relay = start_relay(&host, |s| {
+        s.dial_attempts = 200;
+        s.dial_backoff_max = Duration::from_millis(250);
+    })
+    .await;
+    let b_name = unique("jrb");
+    let b_node = format!("{b_name}@{host}");
+    let mut b = Node::start(&b_name, &[("RELAY", &relay.node)], B_SCRIPT, true);
+    b.wait_for("READY");
+    let mut client = Client::connect(&relay, &host).await;
+    for i in 1..=100 {
+        client.forward(&b_node, i).await;
+    }
+    b.wait_for("AT 100");
+    drop(b);
+
+    let deadline = Instant::now() + WAIT;
+    while client.relay_connected_to(&b_node).await {
+        assert!(Instant::now() < deadline, "relay never saw B go");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // B is down: these queue while the relay keeps dialling.
+    for i in 101..=200 {
+        client.forward(&b_node, i).await;
+    }
+    let mut b = Node::start(
+        &b_name,
+        &[("RELAY", &relay.node), ("START", "100")],
+        B_SCRIPT,
+        true,
+    );
+    b.wait_for("AT 200");
+    let lines = b.drain().to_vec();
+    assert!(!lines.iter().any(|l| l.starts_with("ORDER")), "{lines:?}");
+    assert!(client.relay_connected_to(&b_node).await);
+
     drop(b);
     let _ = relay.stop.send(());
     tokio::time::timeout(WAIT, relay.task)
