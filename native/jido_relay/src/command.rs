@@ -55,6 +55,21 @@ pub enum Command {
         /// Echoed back untouched.
         reference: Term,
     },
+    /// `{subscribe_rtt, ReplyTo, Ref}`: push the RTT table to `ReplyTo`
+    /// every RTT interval, tagged `Ref`, while its node stays connected.
+    SubscribeRtt {
+        /// Where the tables go.
+        reply_to: Pid,
+        /// Echoed in every push.
+        reference: Term,
+    },
+    /// `{unsubscribe_rtt, ReplyTo, Ref}`: stop those pushes.
+    UnsubscribeRtt {
+        /// The subscriber.
+        reply_to: Pid,
+        /// The subscription's reference.
+        reference: Term,
+    },
     /// A peer process monitors a process of ours; none exist, so it gets a
     /// `noproc` MONITOR_P_EXIT at once.
     Monitor {
@@ -142,6 +157,8 @@ impl Command {
             }
             Command::Stats { .. }
             | Command::Rtt { .. }
+            | Command::SubscribeRtt { .. }
+            | Command::UnsubscribeRtt { .. }
             | Command::ProbeReply(_)
             | Command::Ignore(_) => None,
         }
@@ -167,6 +184,14 @@ fn parse_reg_send(to_name: &Atom, message: Term) -> Command {
                     reference,
                 },
                 "rtt" => Command::Rtt {
+                    reply_to,
+                    reference,
+                },
+                "subscribe_rtt" => Command::SubscribeRtt {
+                    reply_to,
+                    reference,
+                },
+                "unsubscribe_rtt" => Command::UnsubscribeRtt {
                     reply_to,
                     reference,
                 },
@@ -455,6 +480,11 @@ mod tests {
         };
         assert!(matches!(ask("stats"), Command::Stats { .. }));
         assert!(matches!(ask("rtt"), Command::Rtt { .. }));
+        assert!(matches!(ask("subscribe_rtt"), Command::SubscribeRtt { .. }));
+        assert!(matches!(
+            ask("unsubscribe_rtt"),
+            Command::UnsubscribeRtt { .. }
+        ));
         assert!(matches!(ask("other"), Command::Ignore(_)));
         let r = Reference::from(("relay@vm", vec![1, 0, 0]));
         let yes = Message::send(

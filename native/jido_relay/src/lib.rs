@@ -13,7 +13,9 @@
 //! - `{fwd, DestPid, Msg}`: `Msg` is written to `DestPid` as a SEND (how
 //!   acks reach a Link).
 //! - `{ping, From, Ref}` → `{pong, Ref, RelayNode}`; `{stats, From, Ref}`
-//!   and `{rtt, From, Ref}` → counters and the RTT table ([`stats`]).
+//!   and `{rtt, From, Ref}` → counters and the RTT table;
+//!   `{subscribe_rtt, From, Ref}` → the RTT table every RTT interval
+//!   ([`stats`]).
 //!
 //! Every incoming message passes [`jido_core::etf::check`] first (bounded
 //! size and depth, well formed), so a forwarded term never makes its

@@ -17,12 +17,13 @@ use erl_dist::epmd::{EpmdClient, EpmdError, NodeEntry};
 use erl_dist::handshake::{HandshakeError, HandshakeStatus, ServerSideHandshake};
 use erl_dist::message::Message;
 use erl_dist::node::{Creation, LocalNode, NodeName, PeerNode};
-use erl_dist::term::Pid;
+use erl_dist::term::{Pid, Term};
 use futures::io::AsyncWriteExt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -151,6 +152,45 @@ struct Hub {
     peers: Peers,
     relay_pid: Pid,
     stop: Shutdown,
+    // RTT table subscribers: (pid, reference echoed in each push).
+    rtt_subscribers: Mutex<Vec<(Pid, Term)>>,
+}
+
+impl Hub {
+    fn subscribers(&self) -> MutexGuard<'_, Vec<(Pid, Term)>> {
+        self.rtt_subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+// Pushes the RTT table to every subscriber each RTT interval; drops
+// subscribers whose node is no longer connected.
+async fn push_rtt(hub: Arc<Hub>) {
+    let mut stop = hub.stop.clone();
+    let mut every = tokio::time::interval(hub.settings.rtt_interval);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.recv() => return,
+            _ = every.tick() => {}
+        }
+        let subscribers = {
+            let mut subs = hub.subscribers();
+            subs.retain(|(pid, _)| hub.peers.is_connected(&pid.node.name));
+            subs.clone()
+        };
+        if subscribers.is_empty() {
+            continue;
+        }
+        let snapshot = hub.peers.snapshot();
+        for (pid, reference) in subscribers {
+            let push = Message::send(pid.clone(), stats::rtt_reply(reference, &snapshot));
+            if let Ok(frame) = connection::encode(push) {
+                hub.peers.enqueue(&pid.node.name, frame);
+            }
+        }
+    }
 }
 
 /// Accepts connections until `shutdown` resolves, then tells every handler
@@ -163,7 +203,9 @@ pub async fn run(listener: TcpListener, settings: Settings, shutdown: impl Futur
         relay_pid: settings.relay_pid(),
         settings,
         stop: stop.clone(),
+        rtt_subscribers: Mutex::new(Vec::new()),
     });
+    let pusher = tokio::spawn(push_rtt(Arc::clone(&settings)));
     let mut handlers = JoinSet::new();
     let mut backoff = Duration::from_millis(10);
     tokio::pin!(shutdown);
@@ -208,6 +250,7 @@ pub async fn run(listener: TcpListener, settings: Settings, shutdown: impl Futur
 
     drop(listener);
     trigger.fire();
+    pusher.abort();
     let drained = timeout(SHUTDOWN_GRACE, async {
         while handlers.join_next().await.is_some() {}
     })
@@ -547,6 +590,18 @@ async fn session(
                     Command::Rtt { reply_to, reference } if reply_to.node.name == ctx.peer_node => {
                         let term = stats::rtt_reply(reference, &hub.peers.snapshot());
                         out(Message::send(reply_to, term));
+                    }
+                    Command::SubscribeRtt { reply_to, reference } if reply_to.node.name == ctx.peer_node => {
+                        let term = stats::rtt_reply(reference.clone(), &hub.peers.snapshot());
+                        let mut subs = hub.subscribers();
+                        if !subs.iter().any(|(p, r)| *p == reply_to && *r == reference) {
+                            subs.push((reply_to.clone(), reference));
+                        }
+                        drop(subs);
+                        out(Message::send(reply_to, term));
+                    }
+                    Command::UnsubscribeRtt { reply_to, reference } => {
+                        hub.subscribers().retain(|(p, r)| !(*p == reply_to && *r == reference));
                     }
                     Command::ProbeReply(reference) => {
                         let id = stats::probe_id(&hub.relay_pid, &reference);

@@ -10,6 +10,9 @@
 //!   answer) and `Totals` is `#{forwarded, refused, dropped, malformed}`.
 //! - `{rtt, From, Ref}` is answered with `{jido_relay_rtt, Ref, #{Node =>
 //!   RttMicros}}`, connected nodes with a measurement only.
+//! - `{subscribe_rtt, From, Ref}` is answered with the same term at once
+//!   and then every RTT interval while `From`'s node stays connected;
+//!   `{unsubscribe_rtt, From, Ref}` stops it.
 //! - A probe is a REG_SEND to the node's `net_kernel` of
 //!   `{'$gen_call', {RelayPid, Ref}, {is_auth, RelayNode}}`; every BEAM node
 //!   answers `{Ref, yes}` to `RelayPid`, no code of ours needed.

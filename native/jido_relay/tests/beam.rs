@@ -231,6 +231,12 @@ WaitRtt = fun W(K) ->
   end
 end,
 WaitRtt(100),
+Ref3 = make_ref(), R ! {subscribe_rtt, self(), Ref3},
+receive {jido_relay_rtt, Ref3, _} -> ok after 10000 -> io:format("NOSUB~n") end,
+receive {jido_relay_rtt, Ref3, T3} -> io:format("PUSH ~p~n", [maps:is_key(B, T3)])
+after 10000 -> io:format("NOPUSH~n")
+end,
+R ! {unsubscribe_rtt, self(), Ref3},
 io:format("END~n").
 "#;
 
@@ -339,6 +345,7 @@ async fn forwards_between_real_nodes_by_name_and_by_pid() {
     let frames_to_b: u64 = brow.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!(frames_to_b >= 2001, "{brow}");
     assert_eq!(a.wait_for("RTT"), "RTT ok");
+    assert_eq!(a.wait_for("PUSH"), "PUSH true", "subscribers get pushes");
     a.wait_for("END");
 
     let b_lines = b.drain().to_vec();
