@@ -81,10 +81,14 @@ struct Client {
 }
 
 async fn connect(addr: SocketAddr, cookie: &str) -> Result<Client, String> {
-    let socket = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     // One connection per node: every client is its own node.
     let n = CLIENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let name = format!("client{n}@localhost");
+    connect_as(addr, cookie, &format!("client{n}@localhost")).await
+}
+
+async fn connect_as(addr: SocketAddr, cookie: &str, name: &str) -> Result<Client, String> {
+    let socket = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let name = name.to_owned();
     let local = LocalNode::new(name.parse().unwrap(), Creation::random());
     let creation = local.creation.get();
     let mut hs = ClientSideHandshake::new(Stream::new(socket), local, cookie);
@@ -92,7 +96,9 @@ async fn connect(addr: SocketAddr, cookie: &str) -> Result<Client, String> {
         .execute_send_name(LOWEST_DISTRIBUTION_PROTOCOL_VERSION)
         .await
         .map_err(|e| e.to_string())?;
-    assert_eq!(status, HandshakeStatus::Ok);
+    if status != HandshakeStatus::Ok {
+        return Err(format!("handshake status {status:?}"));
+    }
     let (stream, peer) = hs.execute_rest(true).await.map_err(|e| e.to_string())?;
     assert_eq!(peer.name.to_string(), RELAY);
     Ok(Client {
@@ -430,5 +436,68 @@ async fn forwards_to_an_unreachable_node_queue_then_drop_and_are_counted() {
     let me = map_get(&elements[2], &client.name);
     assert_eq!(map_get(me, "connected"), &Term::from(Atom::from("true")));
     client.assert_ping(1).await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_second_connection_from_the_same_node_is_refused() {
+    let relay = Relay::start(|_| {}).await;
+    let mut first = connect_as(relay.addr, COOKIE, "twin@localhost")
+        .await
+        .unwrap();
+    let second = connect_as(relay.addr, COOKIE, "twin@localhost").await;
+    assert!(second.is_err(), "one connection per node");
+    first.assert_ping(1).await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn forwards_reuse_the_connection_the_destination_opened() {
+    // No epmd reachable: delivery can only use the existing connection.
+    let relay = Relay::start(|s| s.epmd_port = 1).await;
+    let mut dest = connect(relay.addr, COOKIE).await.unwrap();
+    let mut source = connect(relay.addr, COOKIE).await.unwrap();
+    let receiver = jido_relay::config::RECEIVER_NAME;
+    let request = |elements: Vec<Term>| {
+        Message::reg_send(
+            source.pid.clone(),
+            Atom::from("jido_relay"),
+            Tuple::from(elements).into(),
+        )
+    };
+    let by_name = request(vec![
+        Atom::from("fwd").into(),
+        Atom::from(dest.name.as_str()).into(),
+        Atom::from(receiver).into(),
+        Tuple::from(vec![Atom::from("frame").into(), int(1)]).into(),
+    ]);
+    let by_pid = request(vec![
+        Atom::from("fwd").into(),
+        dest.pid.clone().into(),
+        Tuple::from(vec![Atom::from("jido_ack").into(), int(1)]).into(),
+    ]);
+    source.send(by_name).await;
+    source.send(by_pid).await;
+    let relay_pid = |m: &Message| match m {
+        Message::RegSend(r) => r.from_pid.node.name == RELAY,
+        _ => false,
+    };
+    let first = dest.next_message().await;
+    assert!(relay_pid(&first), "sent by the relay: {first:?}");
+    let Message::RegSend(first) = first else {
+        unreachable!()
+    };
+    assert_eq!(first.to_name, Atom::from(receiver));
+    assert_eq!(
+        first.message,
+        Tuple::from(vec![Atom::from("frame").into(), int(1)]).into()
+    );
+    assert_eq!(
+        dest.next_message().await,
+        Message::send(
+            dest.pid.clone(),
+            Tuple::from(vec![Atom::from("jido_ack").into(), int(1)]).into()
+        )
+    );
     relay.stop().await;
 }
