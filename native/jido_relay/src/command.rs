@@ -6,7 +6,7 @@
 //! never crash the relay with a strange term.
 
 use erl_dist::message::{Message, RegSend};
-use erl_dist::term::{Atom, Pid, Term, Tuple};
+use erl_dist::term::{Atom, Pid, PidOrAtom, Reference, Term, Tuple};
 
 /// The registered process name the relay answers to.
 pub const REGISTERED_NAME: &str = "jido_relay";
@@ -40,6 +40,48 @@ pub enum Command {
         /// The (nonexistent) process it links to.
         to: Pid,
     },
+    /// `{stats, ReplyTo, Ref}`: counters wanted (answered by the session,
+    /// which holds them).
+    Stats {
+        /// Where the answer goes.
+        reply_to: Pid,
+        /// Echoed back untouched.
+        reference: Term,
+    },
+    /// `{rtt, ReplyTo, Ref}`: the RTT table wanted.
+    Rtt {
+        /// Where the answer goes.
+        reply_to: Pid,
+        /// Echoed back untouched.
+        reference: Term,
+    },
+    /// `{subscribe_rtt, ReplyTo, Ref}`: push the RTT table to `ReplyTo`
+    /// every RTT interval, tagged `Ref`, while its node stays connected.
+    SubscribeRtt {
+        /// Where the tables go.
+        reply_to: Pid,
+        /// Echoed in every push.
+        reference: Term,
+    },
+    /// `{unsubscribe_rtt, ReplyTo, Ref}`: stop those pushes.
+    UnsubscribeRtt {
+        /// The subscriber.
+        reply_to: Pid,
+        /// The subscription's reference.
+        reference: Term,
+    },
+    /// A peer process monitors a process of ours; none exist, so it gets a
+    /// `noproc` MONITOR_P_EXIT at once.
+    Monitor {
+        /// The monitoring process.
+        from: Pid,
+        /// The monitored pid or name.
+        to: PidOrAtom,
+        /// The monitor reference.
+        reference: Reference,
+    },
+    /// `{Ref, yes}` sent to a pid: the answer to an RTT probe.
+    ProbeReply(Reference),
     /// Anything else; the text says what, for a debug log.
     Ignore(String),
 }
@@ -57,6 +99,12 @@ impl Command {
                 from: link.from_pid,
                 to: link.to_pid,
             },
+            Message::MonitorP(m) => Command::Monitor {
+                from: m.from_pid,
+                to: m.to_proc,
+                reference: m.reference,
+            },
+            Message::Send(send) => parse_send(send.message),
             other => Command::Ignore(format!("unhandled control message {}", op_name(&other))),
         }
     }
@@ -92,7 +140,27 @@ impl Command {
                 }
                 Some(Message::exit(to, from, Atom::from("noproc").into()))
             }
-            Command::Ignore(_) => None,
+            Command::Monitor {
+                from,
+                to,
+                reference,
+            } => {
+                if from.node.name != ctx.peer_node {
+                    return None;
+                }
+                Some(Message::monitor_p_exit(
+                    to,
+                    from,
+                    reference,
+                    Atom::from("noproc").into(),
+                ))
+            }
+            Command::Stats { .. }
+            | Command::Rtt { .. }
+            | Command::SubscribeRtt { .. }
+            | Command::UnsubscribeRtt { .. }
+            | Command::ProbeReply(_)
+            | Command::Ignore(_) => None,
         }
     }
 }
@@ -106,17 +174,48 @@ fn parse_reg_send(to_name: &Atom, message: Term) -> Command {
     }
     match message {
         Term::Tuple(Tuple { elements }) => match <[Term; 3]>::try_from(elements) {
-            Ok([Term::Atom(tag), Term::Pid(reply_to), reference]) if tag.name == "ping" => {
-                Command::Ping {
+            Ok([Term::Atom(tag), Term::Pid(reply_to), reference]) => match tag.name.as_str() {
+                "ping" => Command::Ping {
                     reply_to,
                     reference,
-                }
-            }
+                },
+                "stats" => Command::Stats {
+                    reply_to,
+                    reference,
+                },
+                "rtt" => Command::Rtt {
+                    reply_to,
+                    reference,
+                },
+                "subscribe_rtt" => Command::SubscribeRtt {
+                    reply_to,
+                    reference,
+                },
+                "unsubscribe_rtt" => Command::UnsubscribeRtt {
+                    reply_to,
+                    reference,
+                },
+                _ => Command::Ignore(format!(
+                    "unknown request: 3-tuple tagged {}",
+                    clip(&tag.name)
+                )),
+            },
             Ok(elements) => unknown_tuple(&elements),
             Err(elements) => unknown_tuple(&elements),
         },
         other => Command::Ignore(format!("unknown request: {}", describe(&other))),
     }
+}
+
+fn parse_send(message: Term) -> Command {
+    if let Term::Tuple(Tuple { elements }) = &message {
+        if let [Term::Reference(reference), Term::Atom(yes)] = elements.as_slice() {
+            if yes.name == "yes" {
+                return Command::ProbeReply((**reference).clone());
+            }
+        }
+    }
+    Command::Ignore(format!("plain send of {}", describe(&message)))
 }
 
 fn unknown_tuple(elements: &[Term]) -> Command {
@@ -196,7 +295,7 @@ fn op_name(message: &Message) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use erl_dist::term::{FixInteger, Reference};
+    use erl_dist::term::FixInteger;
 
     fn ctx() -> Context {
         Context {
@@ -349,6 +448,50 @@ mod tests {
             Command::parse(Message::Tick).reply(&ctx()),
             Some(Message::Tick)
         );
+    }
+
+    #[test]
+    fn monitor_gets_noproc_monitor_exit() {
+        let r = Reference::from(("a@vm", vec![4, 5, 6]));
+        let to = PidOrAtom::Atom(Atom::from("nobody"));
+        let msg = Message::monitor_p(pid("a@vm"), to.clone(), r.clone());
+        assert_eq!(
+            Command::parse(msg).reply(&ctx()),
+            Some(Message::monitor_p_exit(
+                to,
+                pid("a@vm"),
+                r,
+                Atom::from("noproc").into()
+            ))
+        );
+    }
+
+    #[test]
+    fn stats_rtt_and_probe_replies_are_recognised() {
+        let ask = |tag: &str| {
+            Command::parse(ping_to(
+                "jido_relay",
+                tuple(vec![
+                    Atom::from(tag).into(),
+                    pid("a@vm").into(),
+                    reference(),
+                ]),
+            ))
+        };
+        assert!(matches!(ask("stats"), Command::Stats { .. }));
+        assert!(matches!(ask("rtt"), Command::Rtt { .. }));
+        assert!(matches!(ask("subscribe_rtt"), Command::SubscribeRtt { .. }));
+        assert!(matches!(
+            ask("unsubscribe_rtt"),
+            Command::UnsubscribeRtt { .. }
+        ));
+        assert!(matches!(ask("other"), Command::Ignore(_)));
+        let r = Reference::from(("relay@vm", vec![1, 0, 0]));
+        let yes = Message::send(
+            pid("relay@vm"),
+            tuple(vec![r.clone().into(), Atom::from("yes").into()]),
+        );
+        assert_eq!(Command::parse(yes), Command::ProbeReply(r));
     }
 
     #[test]

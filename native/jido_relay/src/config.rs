@@ -22,10 +22,37 @@ pub const DEFAULT_TICK_INTERVAL: Duration = Duration::from_millis(15_000);
 /// Default cap on concurrent connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
+/// Registered name of jido_distributed's Receiver on every node.
+pub const RECEIVER_NAME: &str = "Elixir.Jido.Distributed.Transport.Receiver";
+
+/// Default forward allowlist: the Receiver and the relay's own name (so
+/// relays can chain).
+pub fn default_allowlist() -> Vec<String> {
+    vec![
+        RECEIVER_NAME.to_owned(),
+        crate::command::REGISTERED_NAME.to_owned(),
+    ]
+}
+
+/// Default frames queued per peer node before drops.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
+
+/// Default interval between RTT probes.
+pub const DEFAULT_RTT_INTERVAL: Duration = Duration::from_millis(1_000);
+
+/// Default dial attempts per request.
+pub const DEFAULT_DIAL_ATTEMPTS: u32 = 8;
+
+/// Default longest delay between dial attempts.
+pub const DEFAULT_DIAL_BACKOFF_MAX: Duration = Duration::from_millis(5_000);
+
 /// Usage text, printed to stderr on `--help` or on a bad argument.
 pub const USAGE: &str = "\
 usage: jido_relay [--name NAME] [--host HOST] [--cookie COOKIE] [--port PORT]
-                  [--tick-interval-ms N] [--max-connections N]
+                  [--tick-interval-ms N] [--max-connections N] [--allow NAME]...
+                  [--queue-capacity N] [--rtt-interval-ms N] [--dial-attempts N]
+                  [--dial-backoff-max-ms N] [--max-message-bytes N]
+                  [--max-depth N] [--max-terms N]
 
   --name NAME            node name before '@' (default: jido_relay)
   --host HOST            host part of the node name (default: short hostname)
@@ -34,6 +61,17 @@ usage: jido_relay [--name NAME] [--host HOST] [--cookie COOKIE] [--port PORT]
   --port PORT            distribution listen port (default: 0, ephemeral)
   --tick-interval-ms N   how often to send ticks on each connection (default: 15000)
   --max-connections N    concurrent connection cap (default: 1024)
+  --allow NAME           registered name forwards may go to; repeat for more
+                         (default: Elixir.Jido.Distributed.Transport.Receiver
+                         and jido_relay)
+  --queue-capacity N     frames queued per peer before new ones are dropped
+                         (default: 10000)
+  --rtt-interval-ms N    RTT probe interval per connection (default: 1000)
+  --dial-attempts N      dial attempts per request (default: 8)
+  --dial-backoff-max-ms N  longest pause between dial attempts (default: 5000)
+  --max-message-bytes N  largest accepted message (default: 67108864)
+  --max-depth N          deepest term nesting accepted (default: 256)
+  --max-terms N          most terms in one message (default: 1000000)
 
 The relay registers with epmd as a hidden node, prints `READY <node> <port>`
 on stdout, and exits when stdin reaches end-of-file or on SIGTERM.
@@ -54,6 +92,18 @@ pub struct Config {
     pub max_connections: usize,
     /// Port of the local epmd.
     pub epmd_port: u16,
+    /// Registered names forwards may go to.
+    pub allowlist: Vec<String>,
+    /// Frames queued per peer before drops.
+    pub queue_capacity: usize,
+    /// Interval between RTT probes.
+    pub rtt_interval: Duration,
+    /// Dial attempts per request.
+    pub dial_attempts: u32,
+    /// Longest pause between dial attempts.
+    pub dial_backoff_max: Duration,
+    /// Bounds on incoming messages.
+    pub limits: crate::connection::Limits,
 }
 
 // The cookie never goes to logs.
@@ -66,6 +116,12 @@ impl std::fmt::Debug for Config {
             .field("tick_interval", &self.tick_interval)
             .field("max_connections", &self.max_connections)
             .field("epmd_port", &self.epmd_port)
+            .field("allowlist", &self.allowlist)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("rtt_interval", &self.rtt_interval)
+            .field("dial_attempts", &self.dial_attempts)
+            .field("dial_backoff_max", &self.dial_backoff_max)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -142,6 +198,12 @@ impl Command {
         let mut port = 0u16;
         let mut tick_ms = DEFAULT_TICK_INTERVAL.as_millis() as u64;
         let mut max_connections = DEFAULT_MAX_CONNECTIONS;
+        let mut allowlist: Option<Vec<String>> = None;
+        let mut queue_capacity = DEFAULT_QUEUE_CAPACITY;
+        let mut rtt_ms = DEFAULT_RTT_INTERVAL.as_millis() as u64;
+        let mut dial_attempts = DEFAULT_DIAL_ATTEMPTS;
+        let mut dial_backoff_max_ms = DEFAULT_DIAL_BACKOFF_MAX.as_millis() as u64;
+        let mut limits = crate::connection::Limits::default();
 
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -182,6 +244,36 @@ impl Command {
                         return Err(invalid("--max-connections", "a positive integer", "0"));
                     }
                 }
+                "--allow" => {
+                    let name = value("--allow")?;
+                    if name.is_empty() || name.len() > 255 {
+                        return Err(invalid("--allow", "an atom name of 1 to 255 bytes", &name));
+                    }
+                    allowlist.get_or_insert_with(Vec::new).push(name);
+                }
+                "--queue-capacity" => {
+                    queue_capacity = positive("--queue-capacity", &value("--queue-capacity")?)?
+                }
+                "--rtt-interval-ms" => {
+                    rtt_ms = positive("--rtt-interval-ms", &value("--rtt-interval-ms")?)?
+                }
+                "--dial-attempts" => {
+                    dial_attempts = positive("--dial-attempts", &value("--dial-attempts")?)?
+                }
+                "--dial-backoff-max-ms" => {
+                    dial_backoff_max_ms =
+                        positive("--dial-backoff-max-ms", &value("--dial-backoff-max-ms")?)?
+                }
+                "--max-message-bytes" => {
+                    limits.max_message_size =
+                        positive("--max-message-bytes", &value("--max-message-bytes")?)?
+                }
+                "--max-depth" => {
+                    limits.etf.max_depth = positive("--max-depth", &value("--max-depth")?)?
+                }
+                "--max-terms" => {
+                    limits.etf.max_terms = positive("--max-terms", &value("--max-terms")?)?
+                }
                 _ => return Err(ConfigError::UnknownArgument(arg)),
             }
         }
@@ -218,6 +310,12 @@ impl Command {
             tick_interval: Duration::from_millis(tick_ms),
             max_connections,
             epmd_port,
+            allowlist: allowlist.unwrap_or_else(default_allowlist),
+            queue_capacity,
+            rtt_interval: Duration::from_millis(rtt_ms),
+            dial_attempts,
+            dial_backoff_max: Duration::from_millis(dial_backoff_max_ms),
+            limits,
         }))
     }
 }
@@ -228,6 +326,18 @@ fn parse_num<T: std::str::FromStr>(
     expected: &'static str,
 ) -> Result<T, ConfigError> {
     value.parse().map_err(|_| invalid(option, expected, value))
+}
+
+// A number above zero.
+fn positive<T>(option: &'static str, value: &str) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialEq + Default,
+{
+    let n: T = parse_num(option, value, "a positive integer")?;
+    if n == T::default() {
+        return Err(invalid(option, "a positive integer", value));
+    }
+    Ok(n)
 }
 
 fn invalid(option: &'static str, expected: &'static str, value: &str) -> ConfigError {
@@ -292,6 +402,56 @@ mod tests {
         assert_eq!(c.tick_interval, Duration::from_secs(15));
         assert_eq!(c.max_connections, 1024);
         assert_eq!(c.epmd_port, 4369);
+        assert_eq!(c.allowlist, default_allowlist());
+        assert_eq!(c.queue_capacity, 10_000);
+        assert_eq!(c.rtt_interval, Duration::from_secs(1));
+        assert_eq!(c.dial_attempts, 8);
+        assert_eq!(c.limits, crate::connection::Limits::default());
+    }
+
+    #[test]
+    fn forwarding_limits() {
+        let c = run(
+            &[
+                "--allow",
+                "a",
+                "--allow=b",
+                "--queue-capacity",
+                "5",
+                "--rtt-interval-ms",
+                "20",
+                "--dial-attempts",
+                "2",
+                "--dial-backoff-max-ms",
+                "300",
+                "--max-message-bytes",
+                "1000",
+                "--max-depth",
+                "8",
+                "--max-terms",
+                "99",
+            ],
+            &env(),
+        );
+        assert_eq!(c.allowlist, ["a", "b"]);
+        assert_eq!(c.queue_capacity, 5);
+        assert_eq!(c.rtt_interval, Duration::from_millis(20));
+        assert_eq!(c.dial_attempts, 2);
+        assert_eq!(c.dial_backoff_max, Duration::from_millis(300));
+        assert_eq!(c.limits.max_message_size, 1000);
+        assert_eq!(c.limits.etf.max_depth, 8);
+        assert_eq!(c.limits.etf.max_terms, 99);
+        for bad in [
+            &["--queue-capacity", "0"][..],
+            &["--rtt-interval-ms", "x"],
+            &["--max-depth", "0"],
+            &["--allow", ""],
+        ] {
+            assert!(
+                matches!(parse(bad, &env()), Err(ConfigError::InvalidValue { .. })),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! (short read, wrong pass-through tag, oversized length) ends the
 //! connection.
 
+use crate::command::REGISTERED_NAME;
+use crate::forward;
 use erl_dist::message::Message;
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use jido_core::etf;
@@ -42,6 +44,9 @@ pub enum Incoming {
     Tick,
     /// A decoded message (boxed: `Message` is large and travels through channels).
     Message(Box<Message>),
+    /// A forward request, undecoded: the checked message bytes (after the
+    /// pass-through tag) and what [`forward::parse`] found in them.
+    Forward(Box<forward::Forward>, Vec<u8>),
     /// A complete message that was refused; the stream is still in sync.
     Skipped(DecodeError),
 }
@@ -85,6 +90,26 @@ pub enum ReadError {
 /// Decodes the bytes after the pass-through tag into a message.
 pub fn decode(bytes: &[u8], limits: etf::Limits) -> Result<Message, DecodeError> {
     etf::check(bytes, 2, limits)?;
+    decode_checked(bytes)
+}
+
+/// Classifies the bytes after the pass-through tag: a forward request to
+/// `registered_name` stays raw, anything else is decoded. The term check
+/// runs first either way, so forwarded bytes are well formed and bounded.
+pub fn classify(bytes: Vec<u8>, limits: etf::Limits, registered_name: &str) -> Incoming {
+    if let Err(e) = etf::check(&bytes, 2, limits) {
+        return Incoming::Skipped(e.into());
+    }
+    if let Some(fwd) = forward::parse(&bytes, registered_name) {
+        return Incoming::Forward(Box::new(fwd), bytes);
+    }
+    match decode_checked(&bytes) {
+        Ok(message) => Incoming::Message(Box::new(message)),
+        Err(e) => Incoming::Skipped(e),
+    }
+}
+
+fn decode_checked(bytes: &[u8]) -> Result<Message, DecodeError> {
     let mut reader = bytes;
     // The check leaves eetf only bounded work; the guard is a second line.
     match std::panic::catch_unwind(move || Message::read_from(&mut reader)) {
@@ -116,12 +141,22 @@ pub fn encode(message: Message) -> Result<Vec<u8>, erl_dist::message::SendError>
 pub struct Reader<R> {
     stream: R,
     limits: Limits,
+    last_len: usize,
 }
 
 impl<R: AsyncRead + Unpin> Reader<R> {
     /// Reads from `stream` with `limits`.
     pub fn new(stream: R, limits: Limits) -> Self {
-        Self { stream, limits }
+        Self {
+            stream,
+            limits,
+            last_len: 0,
+        }
+    }
+
+    /// Size in bytes (length prefix included) of the last unit read.
+    pub fn last_len(&self) -> usize {
+        self.last_len
     }
 
     /// Reads the next tick or message. Not cancel-safe: a cancelled read
@@ -136,6 +171,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             });
         }
         let size = u32::from_be_bytes(len) as usize;
+        self.last_len = size + 4;
         if size == 0 {
             return Ok(Incoming::Tick);
         }
@@ -145,16 +181,14 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 max: self.limits.max_message_size,
             });
         }
-        let mut buf = vec![0u8; size];
-        self.stream.read_exact(&mut buf).await?;
-        match buf.split_first() {
-            Some((&PASS_THROUGH, rest)) => Ok(match decode(rest, self.limits.etf) {
-                Ok(message) => Incoming::Message(Box::new(message)),
-                Err(e) => Incoming::Skipped(e),
-            }),
-            Some((&tag, _)) => Err(ReadError::BadTypeTag(tag)),
-            None => Err(ReadError::BadTypeTag(0)),
+        let mut tag = [0u8; 1];
+        self.stream.read_exact(&mut tag).await?;
+        if tag[0] != PASS_THROUGH {
+            return Err(ReadError::BadTypeTag(tag[0]));
         }
+        let mut buf = vec![0u8; size - 1];
+        self.stream.read_exact(&mut buf).await?;
+        Ok(classify(buf, self.limits.etf, REGISTERED_NAME))
     }
 }
 
@@ -333,5 +367,76 @@ mod tests {
             }
             let _ = decode(&body[..i], etf::Limits::default());
         }
+    }
+
+    #[test]
+    fn fuzz_classify_with_a_million_inputs_without_panic() {
+        // Seeds: a ping, a named forward, a pid forward, a monitor.
+        let pid = Pid::new("a@vm", 1, 0, 1);
+        let fwd = |rest: Vec<Term>| {
+            let mut elements = vec![Atom::from("fwd").into()];
+            elements.extend(rest);
+            Message::reg_send(
+                pid.clone(),
+                Atom::from(REGISTERED_NAME),
+                Tuple::from(elements).into(),
+            )
+        };
+        let seeds: Vec<Vec<u8>> = [
+            ping(),
+            fwd(vec![
+                Atom::from("b@vm").into(),
+                Atom::from("Elixir.R").into(),
+                sample(),
+            ]),
+            fwd(vec![pid.clone().into(), sample()]),
+            Message::monitor_p(
+                pid.clone(),
+                erl_dist::term::PidOrAtom::Atom(Atom::from("x")),
+                erl_dist::term::Reference::from(("a@vm", vec![1, 2, 3])),
+            ),
+        ]
+        .into_iter()
+        .map(|m| encode(m).unwrap()[5..].to_vec())
+        .collect();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let limits = etf::Limits::default();
+        let (mut forwards, mut messages) = (0u32, 0u32);
+        for i in 0..1_000_000usize {
+            let mut bytes = seeds[i % seeds.len()].clone();
+            match next() % 3 {
+                0 => {
+                    for _ in 0..=(next() % 3) {
+                        let at = (next() as usize) % bytes.len();
+                        bytes[at] = next() as u8;
+                    }
+                }
+                1 => bytes.truncate((next() as usize) % bytes.len()),
+                _ => {
+                    let at = (next() as usize) % bytes.len();
+                    let n = (next() % 8) as usize;
+                    let noise: Vec<u8> = (0..n).map(|_| next() as u8).collect();
+                    bytes.splice(at..at, noise);
+                }
+            }
+            match classify(bytes, limits, REGISTERED_NAME) {
+                Incoming::Forward(fwd, bytes) => {
+                    forwards += 1;
+                    // What is forwarded is always one well-formed term.
+                    let mut term = vec![131];
+                    term.extend_from_slice(&bytes[fwd.msg.clone()]);
+                    assert_eq!(etf::check(&term, 1, limits), Ok(()));
+                }
+                Incoming::Message(_) => messages += 1,
+                Incoming::Skipped(_) | Incoming::Tick => {}
+            }
+        }
+        assert!(forwards > 0 && messages > 0, "{forwards} {messages}");
     }
 }

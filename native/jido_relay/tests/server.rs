@@ -19,7 +19,7 @@ use tokio::time::timeout;
 
 const COOKIE: &str = "secret";
 const RELAY: &str = "relay@localhost";
-const CLIENT: &str = "client@localhost";
+static CLIENTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 const WAIT: Duration = Duration::from_secs(5);
 
 struct Relay {
@@ -42,6 +42,13 @@ impl Relay {
             send_timeout: Duration::from_secs(5),
             max_connections: 16,
             limits: connection::Limits::default(),
+            allowlist: jido_relay::config::default_allowlist(),
+            queue_capacity: 64,
+            rtt_interval: Duration::from_secs(60),
+            dial_attempts: 1,
+            dial_backoff: Duration::from_millis(10),
+            dial_backoff_max: Duration::from_millis(10),
+            epmd_port: 4369,
         };
         tune(&mut settings);
         let (tx, rx) = oneshot::channel::<()>();
@@ -67,27 +74,38 @@ impl Relay {
 }
 
 struct Client {
+    name: String,
     writer: Stream,
     reader: Reader<Stream>,
     pid: Pid,
 }
 
 async fn connect(addr: SocketAddr, cookie: &str) -> Result<Client, String> {
+    // One connection per node: every client is its own node.
+    let n = CLIENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    connect_as(addr, cookie, &format!("client{n}@localhost")).await
+}
+
+async fn connect_as(addr: SocketAddr, cookie: &str, name: &str) -> Result<Client, String> {
     let socket = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let local = LocalNode::new(CLIENT.parse().unwrap(), Creation::random());
+    let name = name.to_owned();
+    let local = LocalNode::new(name.parse().unwrap(), Creation::random());
     let creation = local.creation.get();
     let mut hs = ClientSideHandshake::new(Stream::new(socket), local, cookie);
     let status = hs
         .execute_send_name(LOWEST_DISTRIBUTION_PROTOCOL_VERSION)
         .await
         .map_err(|e| e.to_string())?;
-    assert_eq!(status, HandshakeStatus::Ok);
+    if status != HandshakeStatus::Ok {
+        return Err(format!("handshake status {status:?}"));
+    }
     let (stream, peer) = hs.execute_rest(true).await.map_err(|e| e.to_string())?;
     assert_eq!(peer.name.to_string(), RELAY);
     Ok(Client {
+        pid: Pid::new(name.as_str(), 7, 0, creation),
+        name,
         writer: stream.clone(),
         reader: Reader::new(stream, connection::Limits::default()),
-        pid: Pid::new(CLIENT, 7, 0, creation),
     })
 }
 
@@ -118,7 +136,7 @@ impl Client {
     }
 
     fn ping(&self, id: u32) -> Message {
-        let reference = Reference::from((CLIENT, vec![id, 0, 0]));
+        let reference = Reference::from((self.name.as_str(), vec![id, 0, 0]));
         Message::reg_send(
             self.pid.clone(),
             Atom::from("jido_relay"),
@@ -137,7 +155,7 @@ impl Client {
             self.pid.clone(),
             Tuple::from(vec![
                 Atom::from("pong").into(),
-                Reference::from((CLIENT, vec![id, 0, 0])).into(),
+                Reference::from((self.name.as_str(), vec![id, 0, 0])).into(),
                 Atom::from(RELAY).into(),
             ])
             .into(),
@@ -313,5 +331,173 @@ async fn connection_cap_delays_but_does_not_refuse() {
     assert!(!second.is_finished(), "second connection waits for a slot");
     drop(first);
     timeout(WAIT, second).await.unwrap().unwrap().unwrap();
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn monitor_of_a_relay_process_gets_noproc() {
+    use erl_dist::term::PidOrAtom;
+    let relay = Relay::start(|_| {}).await;
+    let mut client = connect(relay.addr, COOKIE).await.unwrap();
+    let reference = Reference::from((client.name.as_str(), vec![9, 9, 9]));
+    let to = PidOrAtom::Atom(Atom::from("nobody"));
+    client
+        .send(Message::monitor_p(
+            client.pid.clone(),
+            to.clone(),
+            reference.clone(),
+        ))
+        .await;
+    assert_eq!(
+        client.next_message().await,
+        Message::monitor_p_exit(
+            to,
+            client.pid.clone(),
+            reference,
+            Atom::from("noproc").into()
+        )
+    );
+    client.assert_ping(1).await;
+    relay.stop().await;
+}
+
+fn map_get<'a>(map: &'a Term, key: &str) -> &'a Term {
+    let Term::Map(m) = map else {
+        panic!("expected a map, got {map:?}")
+    };
+    m.map
+        .get(&Term::from(Atom::from(key)))
+        .unwrap_or_else(|| panic!("no {key} in {map:?}"))
+}
+
+fn int(n: i32) -> Term {
+    erl_dist::term::FixInteger::from(n).into()
+}
+
+#[tokio::test]
+async fn forwards_to_an_unreachable_node_queue_then_drop_and_are_counted() {
+    // epmd on port 1 refuses at once: the dial fails, frames stay queued.
+    let relay = Relay::start(|s| {
+        s.queue_capacity = 2;
+        s.epmd_port = 1;
+    })
+    .await;
+    let mut client = connect(relay.addr, COOKIE).await.unwrap();
+    let forward = |name: &str, i: i32| {
+        Message::reg_send(
+            client.pid.clone(),
+            Atom::from("jido_relay"),
+            Tuple::from(vec![
+                Atom::from("fwd").into(),
+                Atom::from("nobody@localhost").into(),
+                Atom::from(name).into(),
+                int(i),
+            ])
+            .into(),
+        )
+    };
+    let receiver = jido_relay::config::RECEIVER_NAME;
+    let msgs: Vec<Message> = (0..5)
+        .map(|i| forward(receiver, i))
+        .chain([forward("not_allowed", 9)])
+        .collect();
+    for m in msgs {
+        client.send(m).await;
+    }
+    let reference: Term = Reference::from((client.name.as_str(), vec![5, 5, 5])).into();
+    client
+        .send(Message::reg_send(
+            client.pid.clone(),
+            Atom::from("jido_relay"),
+            Tuple::from(vec![
+                Atom::from("stats").into(),
+                client.pid.clone().into(),
+                reference.clone(),
+            ])
+            .into(),
+        ))
+        .await;
+    let Message::Send(reply) = client.next_message().await else {
+        panic!("expected a send")
+    };
+    let Term::Tuple(Tuple { elements }) = reply.message else {
+        panic!("expected a tuple")
+    };
+    assert_eq!(elements[0], Term::from(Atom::from("jido_relay_stats")));
+    assert_eq!(elements[1], reference);
+    let totals = &elements[3];
+    assert_eq!(map_get(totals, "forwarded"), &int(2));
+    assert_eq!(map_get(totals, "dropped"), &int(3));
+    assert_eq!(map_get(totals, "refused"), &int(1));
+    let row = map_get(&elements[2], "nobody@localhost");
+    assert_eq!(map_get(row, "queue"), &int(2));
+    assert_eq!(map_get(row, "drops"), &int(3));
+    assert_eq!(map_get(row, "connected"), &Term::from(Atom::from("false")));
+    let me = map_get(&elements[2], &client.name);
+    assert_eq!(map_get(me, "connected"), &Term::from(Atom::from("true")));
+    client.assert_ping(1).await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_second_connection_from_the_same_node_is_refused() {
+    let relay = Relay::start(|_| {}).await;
+    let mut first = connect_as(relay.addr, COOKIE, "twin@localhost")
+        .await
+        .unwrap();
+    let second = connect_as(relay.addr, COOKIE, "twin@localhost").await;
+    assert!(second.is_err(), "one connection per node");
+    first.assert_ping(1).await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn forwards_reuse_the_connection_the_destination_opened() {
+    // No epmd reachable: delivery can only use the existing connection.
+    let relay = Relay::start(|s| s.epmd_port = 1).await;
+    let mut dest = connect(relay.addr, COOKIE).await.unwrap();
+    let mut source = connect(relay.addr, COOKIE).await.unwrap();
+    let receiver = jido_relay::config::RECEIVER_NAME;
+    let request = |elements: Vec<Term>| {
+        Message::reg_send(
+            source.pid.clone(),
+            Atom::from("jido_relay"),
+            Tuple::from(elements).into(),
+        )
+    };
+    let by_name = request(vec![
+        Atom::from("fwd").into(),
+        Atom::from(dest.name.as_str()).into(),
+        Atom::from(receiver).into(),
+        Tuple::from(vec![Atom::from("frame").into(), int(1)]).into(),
+    ]);
+    let by_pid = request(vec![
+        Atom::from("fwd").into(),
+        dest.pid.clone().into(),
+        Tuple::from(vec![Atom::from("jido_ack").into(), int(1)]).into(),
+    ]);
+    source.send(by_name).await;
+    source.send(by_pid).await;
+    let relay_pid = |m: &Message| match m {
+        Message::RegSend(r) => r.from_pid.node.name == RELAY,
+        _ => false,
+    };
+    let first = dest.next_message().await;
+    assert!(relay_pid(&first), "sent by the relay: {first:?}");
+    let Message::RegSend(first) = first else {
+        unreachable!()
+    };
+    assert_eq!(first.to_name, Atom::from(receiver));
+    assert_eq!(
+        first.message,
+        Tuple::from(vec![Atom::from("frame").into(), int(1)]).into()
+    );
+    assert_eq!(
+        dest.next_message().await,
+        Message::send(
+            dest.pid.clone(),
+            Tuple::from(vec![Atom::from("jido_ack").into(), int(1)]).into()
+        )
+    );
     relay.stop().await;
 }
