@@ -16,9 +16,15 @@ defmodule Jido.Distributed.Relay do
   a *hidden* Erlang node: BEAM nodes connect to it over the ordinary
   distribution protocol, it shows in `Node.list(:hidden)` (not in
   `Node.list/0`), and `global`'s partition prevention leaves its connections
-  alone. For now it answers pings: a message
-  `{:ping, pid, ref}` sent to the registered name `:jido_relay` on the relay
-  node comes back to `pid` as `{:pong, ref, relay_node}`.
+  alone. A message `{:ping, pid, ref}` sent to the registered name
+  `:jido_relay` on the relay node comes back to `pid` as
+  `{:pong, ref, relay_node}`. The relay also forwards, without decoding it,
+  `msg` of `{:fwd, node, name, msg}` to `{name, node}` (names on an
+  allowlist, by default the Receiver and `jido_relay`) and of
+  `{:fwd, pid, msg}` to `pid`, dialing the destination node itself when
+  needed; it answers `{:stats, pid, ref}` and `{:rtt, pid, ref}` and
+  probes every connected node's RTT (see `native/jido_relay`). The Links
+  do not use it yet (the detour is issue 13's next part).
 
   This process runs the binary through a `Port`, passing the cookie in the
   environment (never on the command line), and waits until the relay prints
