@@ -8,8 +8,9 @@ defmodule Jido.Distributed.Monitor.Events do
     * `:unreachable` - routing weight `:infinity`; the node's Link sends
       nothing and keeps everything (the connection is still up but carries
       nothing);
-    * `:node_down` - routing weight `:infinity` (a closed connection the
-      Link sees itself);
+    * `:node_down` - nothing more: a node that is not connected already
+      weighs `:infinity` in the Router, and its Link sees the closed
+      connection itself;
     * `:recovered`, `:node_up` - the weight is removed; the Link sends what
       is unacked and pending at once.
   """
@@ -38,7 +39,9 @@ defmodule Jido.Distributed.Monitor.Events do
     Link.reachability(node, false)
   end
 
-  defp route(node, :node_down), do: Jido.Router.update_routing_weights(%{node => :infinity})
+  # A closed connection already weighs :infinity in the Router (a node not
+  # connected does), and weighs 0 again the moment it reconnects: an
+  # explicit weight here would outlive the reconnect until `:node_up`.
 
   defp route(node, event) when event in [:recovered, :node_up] do
     Jido.Router.update_routing_weights(%{node => nil})
