@@ -5,52 +5,17 @@ defmodule Jido.Distributed.TreeBroadcastFaultsTest do
 
   alias Jido.Distributed.{Frame, TreeBroadcast}
   alias Jido.Distributed.Test.Collector
-
-  defp signal(type, seq), do: %{id: "#{type}-#{seq}", type: type, data: %{sender: :f, seq: seq}}
-
-  defp collectors(nodes, pattern) do
-    Map.new(nodes, fn node ->
-      pid = Collector.start(node)
-      :ok = Cluster.rpc(node, TreeBroadcast, :subscribe, [pattern, [pid: pid]])
-      {node, pid}
-    end)
-  end
+  import Jido.Distributed.Test.BroadcastHelpers
 
   # Waits until every collector got `count` signals (or `timeout` passed),
   # then a little more so a duplicate would show; returns the reports.
   defp reports(collectors, count, timeout \\ 15_000) do
-    deadline = System.monotonic_time(:millisecond) + timeout
-
-    Enum.find_value(Stream.repeatedly(fn -> nil end), fn _ ->
-      reports = Map.new(collectors, fn {node, pid} -> {node, Collector.report(pid)} end)
-
-      if Enum.all?(reports, fn {_, r} -> r.received >= count end) or
-           System.monotonic_time(:millisecond) > deadline do
-        Process.sleep(200)
-        Map.new(collectors, fn {node, pid} -> {node, Collector.report(pid)} end)
-      else
-        Process.sleep(20)
-        nil
-      end
-    end)
+    await_each(collectors, count, timeout)
+    Process.sleep(200)
+    Map.new(collectors, fn {node, pid} -> {node, Collector.report(pid)} end)
   end
 
   defp received(reports), do: Map.new(reports, fn {n, r} -> {n, {r.received, r.distinct}} end)
-
-  defp stats(node), do: Cluster.rpc(node, TreeBroadcast, :stats, [])
-
-  defp wait_for(fun, timeout \\ 20_000) do
-    deadline = System.monotonic_time(:millisecond) + timeout
-
-    Enum.find(Stream.repeatedly(fn -> nil end), fn _ ->
-      fun.() or
-        (System.monotonic_time(:millisecond) > deadline and flunk("condition not met")) or
-        (Process.sleep(20) && false)
-    end)
-  end
-
-  defp broadcast(root, signal, opts),
-    do: Cluster.rpc(root, TreeBroadcast, :broadcast, [signal, opts], 30_000)
 
   describe "hostile messages" do
     test "garbage sent to a relaying node is counted; the node keeps its state and the broadcast completes" do
@@ -181,7 +146,7 @@ defmodule Jido.Distributed.TreeBroadcastFaultsTest do
 
       try do
         # p hands c up (and sends to d itself); the root tries c.
-        wait_for(fn -> stats(r).counters.retried == 1 end)
+        eventually(fn -> stats(r).counters.retried == 1 end)
         assert stats(p).counters.handed_up == 1
       after
         Cluster.rpc(c, :sys, :resume, [TreeBroadcast])
